@@ -1,0 +1,64 @@
+"""cares-integrations: route each page image to the smallest resolution a VLM needs.
+
+A router looks at a page and its question and picks the smallest long side that still answers
+it (the CARES method); the page is resized before the model call, so the call spends fewer
+visual tokens. Start with :func:`load_router`.
+"""
+
+from .apply import ImageResult, aroute_and_resize, route_and_resize
+from .decision import RouteDecision
+from .errors import (
+    CaresError,
+    CheckpointError,
+    DecompressionBombError,
+    ImageDecodeError,
+    ImageSkipped,
+    UnknownTargetError,
+)
+from .load import default_router, load_router
+from .payload import DecodedImage, FetchPolicy, SourceKind, load_image
+from .policy import ResolutionPolicy
+from .resize import fit_long_side, resize, resize_image
+from .router import FixedRouter, Prediction, Router
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CaresError",
+    "CheckpointError",
+    "DecodedImage",
+    "DecompressionBombError",
+    "FetchPolicy",
+    "FixedRouter",
+    "ImageDecodeError",
+    "ImageResult",
+    "ImageSkipped",
+    "Prediction",
+    "ResolutionPolicy",
+    "RouteDecision",
+    "Router",
+    "SourceKind",
+    "UnknownTargetError",
+    "aroute_and_resize",
+    "default_router",
+    "fit_long_side",
+    "load_image",
+    "load_router",
+    "resize",
+    "resize_image",
+    "route_and_resize",
+    "__version__",
+]
+
+
+def __getattr__(name: str):
+    # The token models live in their own module; expose the two everyday functions lazily.
+    if name in ("visual_tokens", "processed_size", "list_targets"):
+        from . import tokens
+
+        return getattr(tokens, name)
+    if name == "send_size":
+        from .sizing import send_size
+
+        return send_size
+    raise AttributeError(f"module 'cares_integrations' has no attribute {name!r}")

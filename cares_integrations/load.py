@@ -1,0 +1,50 @@
+"""``load_router``: one call for the embedded default, a saved gate folder, or a hub id."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from .router import FixedRouter, Router
+
+
+def load_router(source: str | os.PathLike | Router | None = None, *, device: str | None = None,
+                dtype: Any = None, **options: Any) -> Router:
+    """Load a router.
+
+    - ``None`` or ``"default"``: the embedded default router (no download, no GPU).
+    - ``"text-scale"``: the text-scale heuristic router; ``"fixed:768"``: always 768 px.
+    - a local folder or a hub id: a CARES gate (proxy VLM + head) saved in our format, or a
+      research-code state dict given ``base_model=...``.
+    - a :class:`Router` instance is returned as is.
+
+    ``device`` (``"cuda"``, ``"mps"``, ``"cpu"``; picked automatically when None) and ``dtype``
+    apply to gates; ``options`` go to the router's constructor (``target``, ``policy``,
+    ``free_detail``, ``max_pixels``, ``fetch`` and router-specific ones).
+    """
+    if isinstance(source, Router):
+        if options:
+            raise TypeError("options cannot be applied to an existing Router instance")
+        return source
+    if source is None or source == "default":
+        return default_router(**options)
+    if isinstance(source, str) and source == "text-scale":
+        from .textscale import TextScaleRouter
+
+        return TextScaleRouter(**options)
+    if isinstance(source, str) and source.startswith("fixed:"):
+        try:
+            long_side = int(source.split(":", 1)[1])
+        except ValueError:
+            raise ValueError(f"fixed router needs a pixel size, e.g. 'fixed:768', got {source!r}") from None
+        return FixedRouter(long_side, **options)
+    from .gate import load_gate
+
+    return load_gate(source, device=device, dtype=dtype, **options)
+
+
+def default_router(**options: Any) -> Router:
+    """The embedded default router: needs no download and no GPU."""
+    from .textscale import TextScaleRouter
+
+    return TextScaleRouter(**options)

@@ -1,0 +1,122 @@
+"""Resizing page images: keep the aspect ratio, never upscale, land on an exact size.
+
+Downscaling uses LANCZOS with Pillow's ``reducing_gap`` (a box reduction by an integer factor
+first, then LANCZOS over the remaining gap), and JPEGs are draft-decoded at a reduced scale when
+the target is much smaller, so a 200-dpi page shrinks in a fraction of a plain resize's time.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from PIL import Image
+
+from .payload import DEFAULT_MAX_PIXELS, DecodedImage, FetchPolicy, ImageInput, load_image
+
+REDUCING_GAP = 3.0
+"""Pillow's reducing_gap: at 3.0 the result is indistinguishable from a full LANCZOS resize."""
+
+
+def fit_long_side(width: int, height: int, long_side: int) -> tuple[int, int]:
+    """The (width, height) with the given long side, aspect kept, never above the original."""
+    if width <= 0 or height <= 0:
+        raise ValueError(f"image size must be positive, got {width}x{height}")
+    if long_side <= 0:
+        raise ValueError(f"long_side must be a positive number of pixels, got {long_side}")
+    current = max(width, height)
+    if long_side >= current:
+        return width, height
+    scale = long_side / current
+    if width >= height:
+        return long_side, max(1, round(height * scale))
+    return max(1, round(width * scale)), long_side
+
+
+def resize_image(image: Image.Image, size: tuple[int, int]) -> Image.Image:
+    """Resize to exactly ``size`` with LANCZOS; returns the input itself when already that size.
+
+    Raises ValueError if ``size`` is larger than the image on either side (we never upscale).
+    """
+    width, height = int(size[0]), int(size[1])
+    if width <= 0 or height <= 0:
+        raise ValueError(f"target size must be positive, got {width}x{height}")
+    if (width, height) == image.size:
+        return image
+    if width > image.width or height > image.height:
+        raise ValueError(f"refusing to upscale {image.width}x{image.height} to {width}x{height}")
+    if image.mode not in ("RGB", "RGBA", "L", "LA", "I", "F", "RGBX"):
+        image = image.convert("RGBA" if "A" in image.mode or "transparency" in image.info else "RGB")
+    return image.resize((width, height), Image.Resampling.LANCZOS, reducing_gap=REDUCING_GAP)
+
+
+def resize_decoded(
+    decoded: DecodedImage, size: tuple[int, int], *, fmt: str | None = None, quality: int = 90
+) -> Any:
+    """Resize a decoded image to ``size`` (in stored-size pixels) and write it back in its own form.
+
+    When ``size`` equals the stored size and no format change is asked for, the original input
+    is returned unchanged (no re-encoding loss).
+    """
+    if tuple(size) == tuple(decoded.size) and (fmt is None or decoded.output_format(fmt) == decoded.format):
+        if decoded.source_kind.value in ("pil", "bytes", "base64", "data_url"):
+            return decoded.original
+    if tuple(size) == tuple(decoded.size) and decoded.image.size == tuple(size):
+        return decoded.encode_like(decoded.image, fmt=fmt, quality=quality)
+    if size[0] > decoded.size[0] or size[1] > decoded.size[1]:
+        raise ValueError(f"refusing to upscale {decoded.size[0]}x{decoded.size[1]} to {size[0]}x{size[1]}")
+    return decoded.encode_like(resize_image(decoded.image, size), fmt=fmt, quality=quality)
+
+
+def resize(
+    source: ImageInput,
+    *,
+    long_side: int | None = None,
+    size: tuple[int, int] | None = None,
+    fmt: str | None = None,
+    quality: int = 90,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    fetch: FetchPolicy | None = None,
+) -> Any:
+    """Decode, resize and re-encode an image in one call, returning the caller's form.
+
+    Give either ``long_side`` (aspect kept, never upscaled) or an exact ``size``. The format is
+    kept (PNG stays PNG, JPEG stays JPEG at ``quality``) unless ``fmt`` is given.
+    """
+    if (long_side is None) == (size is None):
+        raise ValueError("give exactly one of long_side or size")
+    if long_side is not None:
+        # The stored size is needed before decoding to pick a draft scale: peek cheaply.
+        decoded = load_image(source, fetch=fetch, max_pixels=max_pixels, draft=None) if isinstance(
+            source, (Image.Image, DecodedImage)
+        ) else None
+        if decoded is None:
+            probe = _peek_size(source, fetch=fetch, max_pixels=max_pixels)
+            size = fit_long_side(*probe, long_side)
+        else:
+            size = fit_long_side(*decoded.size, long_side)
+    assert size is not None
+    decoded = load_image(source, fetch=fetch, max_pixels=max_pixels, draft=tuple(size))  # type: ignore[arg-type]
+    return resize_decoded(decoded, size, fmt=fmt, quality=quality)
+
+
+def _peek_size(source: ImageInput, *, fetch: FetchPolicy | None, max_pixels: int | None) -> tuple[int, int]:
+    """The oriented size of an encoded image, read from its header without decoding pixels."""
+    import io
+
+    from .payload import SourceKind, _classify_string, _decode_base64, _parse_data_url
+
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        raw = bytes(source)
+    elif isinstance(source, str) and _classify_string(source) is SourceKind.BASE64:
+        raw = _decode_base64(source, "base64 image string")
+    elif isinstance(source, str) and _classify_string(source) is SourceKind.DATA_URL:
+        raw, _ = _parse_data_url(source)
+    else:
+        return load_image(source, fetch=fetch, max_pixels=max_pixels).size
+    try:
+        with Image.open(io.BytesIO(raw)) as img:
+            orientation = img.getexif().get(0x0112, 1)
+            w, h = img.size
+    except Exception:
+        return load_image(raw, max_pixels=max_pixels).size  # raises the typed error
+    return (h, w) if orientation in (5, 6, 7, 8) else (w, h)
