@@ -32,7 +32,7 @@ DEFAULT_MAX_PIXELS = 64_000_000
 ImageInput = Union[Image.Image, bytes, bytearray, memoryview, str, os.PathLike, "DecodedImage"]
 
 _DATA_URL = re.compile(r"^data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?P<params>(;[^,;]*)*?)(;base64)?,", re.I)
-_B64_CHARS = re.compile(r"^[A-Za-z0-9+/_=\s-]+$")
+_B64_CHARS = re.compile(r"^[A-Za-z0-9+/_=\r\n-]+$")
 
 _FORMAT_MIME = {
     "PNG": "image/png",
@@ -224,7 +224,7 @@ def _normalise_mode(img: Image.Image, notes: list[str]) -> Image.Image:
         else:
             out = (arr.astype("uint32") >> 8).astype("uint8")
             notes.append("16-bit image reduced to 8-bit")
-        return Image.fromarray(out, mode="L")
+        return Image.fromarray(out)
     if mode == "P" or mode == "PA":
         has_alpha = mode == "PA" or "transparency" in img.info
         notes.append(f"palette image converted to {'RGBA' if has_alpha else 'RGB'}")
@@ -291,17 +291,18 @@ def _classify_string(value: str) -> SourceKind:
         return SourceKind.URL
     if head.startswith("file://"):
         return SourceKind.PATH
-    # Short strings that name an existing file are paths; long base64-looking strings are data.
-    if len(value) < 4096 and ("/" in value or "\\" in value or "." in value[-6:]):
-        if os.path.exists(value):
-            return SourceKind.PATH
-    if len(value) >= 8 and _B64_CHARS.match(value[:2048]):
+    # Base64 never holds '.', '\\' or spaces, while paths usually do; "/9j/..." (JPEG base64)
+    # starts with a slash, so the alphabet decides, not the first character.
+    if len(value) < 4096 and os.path.exists(value):
+        return SourceKind.PATH
+    if _B64_CHARS.match(value[:4096]) and len(value) >= 8:
         return SourceKind.BASE64
-    if len(value) < 4096 and not os.path.exists(value):
-        raise ImageDecodeError(
-            f"string image source is neither a data URL, an http(s) URL, an existing path, "
-            f"nor base64 (starts {value[:40]!r})"
-        )
+    if len(value) < 4096 and ("." in value or "/" in value or "\\" in value) and " " not in value.strip():
+        return SourceKind.PATH  # a path that doesn't exist: reading it gives the precise error
+    raise ImageDecodeError(
+        f"string image source is neither a data URL, an http(s) URL, an existing path, "
+        f"nor base64 (starts {value[:40]!r})"
+    )
     return SourceKind.PATH
 
 

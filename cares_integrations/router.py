@@ -16,6 +16,7 @@ from typing import Any, Sequence
 from .decision import RouteDecision
 from .payload import DEFAULT_MAX_PIXELS, DecodedImage, FetchPolicy, ImageInput, load_image
 from .policy import ResolutionPolicy
+from .resize import fit_long_side
 
 _UNSET: Any = object()
 
@@ -128,9 +129,6 @@ class Router(ABC):
 
     def decide(self, decoded: DecodedImage, prediction: Prediction, *, target: str | None = None) -> RouteDecision:
         """Turn a prediction into a decision: policy, clamps, never-upscale, provider sizing, tokens."""
-        from .sizing import send_size
-        from .tokens import visual_tokens
-
         width, height = decoded.size
         image_long = max(width, height)
         probabilities = None
@@ -144,9 +142,14 @@ class Router(ABC):
             raw = float(prediction.long_side)  # type: ignore[arg-type]
             mode = "direct"
         long_side = self.policy.clamp(raw, image_long)
-        size = send_size(width, height, long_side, target, free_detail=self.free_detail)
         tokens_before = tokens_after = None
-        if target is not None:
+        if target is None:
+            size = fit_long_side(width, height, long_side)
+        else:
+            from .sizing import send_size
+            from .tokens import visual_tokens
+
+            size = send_size(width, height, long_side, target, free_detail=self.free_detail)
             tokens_before = visual_tokens(target, width, height)
             tokens_after = visual_tokens(target, *size)
         return RouteDecision(
