@@ -1,0 +1,178 @@
+"""Targets: a recording LangChain chat model (with transient failures) and a tiny local VLM."""
+
+from __future__ import annotations
+
+import base64
+import io
+import threading
+from typing import Any
+
+import pytest
+from langchain_core.language_models.chat_models import BaseChatModel
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
+from langchain_core.outputs import ChatGeneration, ChatResult
+from PIL import Image
+
+from cares_integrations.training.targets import (
+    DEFAULT_PROMPT,
+    LangChainChatTarget,
+    Target,
+    is_transient_error,
+)
+
+
+class RateLimitError(Exception):
+    """Shaped like openai.RateLimitError: carries an HTTP status."""
+
+    status_code = 429
+
+
+class BadRequestError(Exception):
+    status_code = 400
+
+
+class RecordingChat(BaseChatModel):
+    """A real chat model that records every call, answers with the image size it received,
+    and fails its first ``fail_first`` calls with ``error``."""
+
+    fail_first: int = 0
+    error: Any = None
+    calls: list = []
+    lock: Any = None
+
+    def model_post_init(self, __context: Any) -> None:
+        self.calls = []
+        self.lock = threading.Lock()
+
+    @property
+    def _llm_type(self) -> str:
+        return "recording"
+
+    def _generate(self, messages: list[BaseMessage], stop=None, run_manager=None, **kwargs) -> ChatResult:
+        with self.lock:
+            self.calls.append(messages)
+            n = len(self.calls)
+        if n <= self.fail_first:
+            raise self.error
+        content = messages[0].content
+        block = content[0]
+        if block["type"] == "image_url":
+            data = base64.b64decode(block["image_url"]["url"].split(",", 1)[1])
+        else:
+            data = base64.b64decode(block["base64"])
+        w, h = Image.open(io.BytesIO(data)).size
+        question = content[1]["text"].splitlines()[0]
+        return ChatResult(generations=[ChatGeneration(message=AIMessage(content=f"  {w}x{h} {question} "))])
+
+
+def _pages(n: int) -> list[Image.Image]:
+    return [Image.new("RGB", (100 + 10 * i, 50), "white") for i in range(n)]
+
+
+def test_langchain_target_sends_image_and_question_and_keeps_order():
+    chat = RecordingChat()
+    target = LangChainChatTarget(chat, max_concurrency=2)
+    assert isinstance(target, Target)
+    assert target.name == "langchain:recording"
+    answers = target.answer_batch(_pages(5), [f"q{i}" for i in range(5)])
+    assert answers == [f"{100 + 10 * i}x50 q{i}" for i in range(5)]
+    assert len(chat.calls) == 5
+    msg = chat.calls[0][0]
+    assert isinstance(msg, HumanMessage)
+    assert msg.content[0]["type"] == "image_url"
+    assert msg.content[0]["image_url"]["url"].startswith("data:image/png;base64,")
+    texts = sorted(call[0].content[1]["text"] for call in chat.calls)
+    assert texts[0] == DEFAULT_PROMPT.format(question="q0")
+
+
+def test_langchain_target_standard_blocks_jpeg_and_custom_prompt():
+    chat = RecordingChat()
+    target = LangChainChatTarget(chat, image_block="standard", image_format="jpeg",
+                                 prompt_template="{question}", name="mine")
+    assert target.name == "mine"
+    rgba = Image.new("RGBA", (64, 32), (255, 0, 0, 128))
+    assert target.answer_batch([rgba], ["what?"]) == ["64x32 what?"]
+    block = chat.calls[0][0].content[0]
+    assert block["type"] == "image" and block["mime_type"] == "image/jpeg"
+    assert chat.calls[0][0].content[1]["text"] == "what?"
+
+
+def test_transient_errors_are_retried_with_capped_backoff():
+    chat = RecordingChat(fail_first=3, error=RateLimitError("slow down"))
+    delays: list[float] = []
+    target = LangChainChatTarget(chat, max_concurrency=1, max_retries=3, backoff=1.0, max_backoff=1.5,
+                                 sleep=delays.append)
+    answers = target.answer_batch(_pages(2), ["a", "b"])
+    assert answers == ["100x50 a", "110x50 b"]
+    # call 1 (a) and 2 (b) fail; retry: call 3 (a) fails, call 4 (b) ok; retry: call 5 (a) ok.
+    assert len(chat.calls) == 5
+    assert delays == [1.0, 1.5]
+
+
+def test_retries_give_up_and_raise_the_provider_error():
+    chat = RecordingChat(fail_first=100, error=TimeoutError("read timed out"))
+    target = LangChainChatTarget(chat, max_retries=2, backoff=0.0, sleep=lambda s: None)
+    with pytest.raises(TimeoutError, match="timed out"):
+        target.answer_batch(_pages(1), ["q"])
+    assert len(chat.calls) == 3  # first try + 2 retries
+
+
+def test_bad_requests_are_not_retried():
+    chat = RecordingChat(fail_first=1, error=BadRequestError("image too large"))
+    slept: list[float] = []
+    target = LangChainChatTarget(chat, sleep=slept.append)
+    with pytest.raises(BadRequestError, match="too large"):
+        target.answer_batch(_pages(1), ["q"])
+    assert len(chat.calls) == 1 and slept == []
+
+
+class _Resp:
+    def __init__(self, status_code):
+        self.status_code = status_code
+
+
+class APIStatusError(Exception):
+    def __init__(self, status):
+        super().__init__(f"status {status}")
+        self.response = _Resp(status)
+
+
+class APITimeoutError(Exception):
+    pass
+
+
+class AuthenticationError(Exception):
+    pass
+
+
+@pytest.mark.parametrize("exc, transient", [
+    (RateLimitError(), True),
+    (BadRequestError(), False),
+    (APIStatusError(503), True),
+    (APIStatusError(529), True),
+    (APIStatusError(401), False),
+    (APIStatusError(408), True),
+    (APITimeoutError(), True),
+    (ConnectionResetError(), True),
+    (AuthenticationError(), False),
+    (ValueError("bad"), False),
+])
+def test_is_transient_error(exc, transient):
+    assert is_transient_error(exc) is transient
+
+
+def test_bad_arguments_are_named():
+    chat = RecordingChat()
+    with pytest.raises(ValueError, match="question"):
+        LangChainChatTarget(chat, prompt_template="no placeholder")
+    with pytest.raises(ValueError, match="image_block"):
+        LangChainChatTarget(chat, image_block="anthropic-ish")
+    with pytest.raises(ValueError, match="image_format"):
+        LangChainChatTarget(chat, image_format="TIFF")
+    with pytest.raises(TypeError, match="LangChain chat model"):
+        LangChainChatTarget(object())
+    target = LangChainChatTarget(chat)
+    with pytest.raises(ValueError, match="one question per image"):
+        target.answer_batch(_pages(2), ["only one"])
+    with pytest.raises(TypeError, match="PIL image"):
+        target.answer_batch([b"bytes"], ["q"])  # type: ignore[list-item]
