@@ -1,0 +1,52 @@
+"""Options shared by the LlamaIndex components: router, target, error policy, output format."""
+
+from __future__ import annotations
+
+from typing import Any, Literal, Optional
+
+from llama_index.core.bridge.pydantic import BaseModel, Field
+
+from ..load import load_router
+from ..router import _UNSET, Router
+from ._nodes import DEFAULT_METADATA_KEY
+
+
+class CaresOptions(BaseModel):
+    """Mixin of the pydantic fields every CARES LlamaIndex component takes.
+
+    Mixed into LlamaIndex components (``BaseNodePostprocessor``, ``TransformComponent``); each sets
+    its router in a private attribute ``_router``.
+    """
+
+    target: Optional[str] = Field(
+        default=None,
+        description="Target model whose token rules size the images (e.g. 'openai:gpt-4o'); None uses the router's own.",
+    )
+    on_error: Literal["raise", "passthrough"] = Field(
+        default="raise",
+        description="Corrupt or missing image: 'raise' an ImageDecodeError, or 'passthrough' the node unchanged with the reason recorded.",
+    )
+    image_format: Optional[str] = Field(
+        default=None, description="Format of resized images ('PNG', 'JPEG', 'WEBP'); None keeps each image's own."
+    )
+    quality: int = Field(default=90, ge=1, le=100, description="Quality for lossy formats (JPEG, WEBP).")
+    metadata_key: Optional[str] = Field(
+        default=DEFAULT_METADATA_KEY,
+        description="Node metadata key for the decision (excluded from LLM and embedding text); None records nothing.",
+    )
+
+    def _init_router(self, router: Router | str | None) -> None:
+        """Check the target (UnknownTargetError names the known ones) and load the router."""
+        if self.target is not None:
+            from ..tokens import get_target
+
+            get_target(self.target)
+        self._router = router if isinstance(router, Router) else load_router(router)
+
+    @property
+    def router(self) -> Router:
+        """The router that picks each image's size."""
+        return self._router  # type: ignore[attr-defined]
+
+    def _target(self) -> Any:
+        return _UNSET if self.target is None else self.target

@@ -1,0 +1,205 @@
+"""Translate LlamaIndex nodes to plain image inputs and back; no routing happens here.
+
+An ``ImageNode`` holds its page as base64 in ``image``, or as ``image_path`` / ``image_url``
+(or, like the legacy query engine reads it, ``metadata["file_path"]``). A ``Node`` or
+``ImageDocument`` holds it in ``image_resource``. :func:`image_source` finds the page in that
+order of precedence (the order LlamaIndex itself reads them); :func:`with_result` returns a copy
+of the node carrying the resized bytes and the decision, never touching the original.
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+from llama_index.core.schema import BaseNode, ImageNode, Node
+
+from ..apply import ImageResult, OnError, aroute_and_resize, route_and_resize
+from ..errors import ImageDecodeError
+from ..router import _UNSET, Router
+
+DEFAULT_METADATA_KEY = "cares"
+
+
+@dataclass
+class ImageSource:
+    """Where a node's image lives (``field``) and the plain input handed to the core."""
+
+    field: str
+    value: Any
+
+
+def _data_url(b64: str | bytes, mime: Optional[str]) -> str:
+    """Wrap a base64 payload as a data URL so the core cannot mistake it for a path."""
+    text = b64.decode("ascii") if isinstance(b64, (bytes, bytearray)) else b64
+    return f"data:{mime or ''};base64,{text}"
+
+
+def image_source(node: BaseNode) -> Optional[ImageSource]:
+    """The image of ``node``, or None for a node that carries no image (a text node).
+
+    Raises :class:`ImageDecodeError` for an ``ImageNode`` that names no image at all.
+    """
+    if isinstance(node, ImageNode):
+        if node.image:
+            return ImageSource("image", _data_url(node.image, node.image_mimetype))
+        if node.image_path:
+            return ImageSource("image_path", Path(node.image_path))
+        if node.image_url:
+            return ImageSource("image_url", str(node.image_url))
+        if node.metadata.get("file_path"):
+            return ImageSource("metadata.file_path", Path(str(node.metadata["file_path"])))
+        raise ImageDecodeError(f"ImageNode {node.node_id!r} has no image, image_path, image_url or file_path")
+    if isinstance(node, Node) and node.image_resource is not None:
+        res = node.image_resource
+        if res.data:
+            return ImageSource("image_resource.data", _data_url(res.data, res.mimetype))
+        if res.path:
+            return ImageSource("image_resource.path", Path(res.path))
+        if res.url:
+            return ImageSource("image_resource.url", str(res.url))
+    return None
+
+
+def split_data_url(output: Any, mime: Optional[str]) -> tuple[str, Optional[str]]:
+    """The bare base64 payload and MIME type of a core output (data URL, base64 or bytes)."""
+    if isinstance(output, (bytes, bytearray)):
+        return base64.b64encode(bytes(output)).decode("ascii"), mime
+    text = str(output)
+    if text.startswith("data:"):
+        head, payload = text.split(",", 1)
+        return payload, mime or (head[5:].split(";", 1)[0] or None)
+    return text, mime
+
+
+def _origin(node: BaseNode, field: str) -> dict[str, Any]:
+    """What the node pointed at before resizing, so clearing a path or URL loses nothing."""
+    out: dict[str, Any] = {"field": field}
+    if isinstance(node, ImageNode):
+        if node.image_path:
+            out["image_path"] = node.image_path
+        if node.image_url:
+            out["image_url"] = str(node.image_url)
+    elif isinstance(node, Node) and node.image_resource is not None:
+        if node.image_resource.path:
+            out["image_path"] = str(node.image_resource.path)
+        if node.image_resource.url:
+            out["image_url"] = str(node.image_resource.url)
+    return out
+
+
+def record(node: BaseNode, field: str, result: ImageResult) -> dict[str, Any]:
+    """The decision dict stored in node metadata and in the event."""
+    meta = result.as_metadata()
+    meta["node_id"] = node.node_id
+    meta["source"] = _origin(node, field)
+    if result.mime_type:
+        meta["mime_type"] = result.mime_type
+    return meta
+
+
+def with_result(node: BaseNode, field: str, result: ImageResult, meta: dict[str, Any], key: Optional[str]) -> BaseNode:
+    """A shallow copy of ``node`` with the resized image (if it changed) and the decision.
+
+    The resized page replaces the image as base64 with its MIME type; ``image_path`` and
+    ``image_url`` are cleared, because LLM integrations prefer a URL or path over inline bytes
+    and would otherwise send the full-size original. The originals are kept in the decision.
+    The decision goes under ``metadata[key]`` and ``key`` is excluded from LLM and embedding text.
+    """
+    new = node.model_copy()
+    new.metadata = dict(node.metadata)
+    new.excluded_llm_metadata_keys = list(node.excluded_llm_metadata_keys)
+    new.excluded_embed_metadata_keys = list(node.excluded_embed_metadata_keys)
+    if result.changed:
+        payload, mime = split_data_url(result.output, result.mime_type)
+        if isinstance(new, ImageNode):
+            new.image = payload
+            new.image_mimetype = mime
+            new.image_path = None
+            new.image_url = None
+        else:
+            assert isinstance(new, Node) and new.image_resource is not None
+            new.image_resource = new.image_resource.model_copy(
+                update={"data": payload.encode("ascii"), "mimetype": mime, "path": None, "url": None}
+            )
+    if key:
+        new.metadata[key] = meta
+        for keys in (new.excluded_llm_metadata_keys, new.excluded_embed_metadata_keys):
+            if key not in keys:
+                keys.append(key)
+    return new
+
+
+@dataclass
+class NodePlan:
+    """The image nodes of one batch: their positions, sources, and results known before routing."""
+
+    positions: list[int]
+    sources: list[ImageSource]
+    early: dict[int, ImageResult]  # position -> result for nodes that failed before routing
+
+    @property
+    def to_route(self) -> list[int]:
+        """Indexes into ``positions`` that go to the router."""
+        return [i for i, pos in enumerate(self.positions) if pos not in self.early]
+
+
+def plan(nodes: Sequence[BaseNode], on_error: OnError) -> NodePlan:
+    """Find every image node; a node naming no image raises or is recorded, per ``on_error``."""
+    positions: list[int] = []
+    sources: list[ImageSource] = []
+    early: dict[int, ImageResult] = {}
+    for pos, node in enumerate(nodes):
+        try:
+            src = image_source(node)
+        except ImageDecodeError as exc:
+            if on_error == "raise":
+                raise
+            positions.append(pos)
+            sources.append(ImageSource("none", None))
+            early[pos] = ImageResult(original=None, output=None, error=f"{type(exc).__name__}: {exc}")
+            continue
+        if src is not None:
+            positions.append(pos)
+            sources.append(src)
+    return NodePlan(positions, sources, early)
+
+
+def _merge(p: NodePlan, routed: list[ImageResult]) -> list[ImageResult]:
+    it = iter(routed)
+    return [p.early[pos] if pos in p.early else next(it) for pos in p.positions]
+
+
+def resize_nodes(router: Router, nodes: Sequence[BaseNode], query: str, *, target: Any = _UNSET,
+                 on_error: OnError = "raise", fmt: Optional[str] = None, quality: int = 90) -> tuple[NodePlan, list[ImageResult]]:
+    """Route every image node of ``nodes`` for ``query`` in one batch; returns the plan and results."""
+    p = plan(nodes, on_error)
+    todo = p.to_route
+    routed = route_and_resize(router, [p.sources[i].value for i in todo], query, target=target,
+                              on_error=on_error, fmt=fmt, quality=quality) if todo else []
+    return p, _merge(p, routed)
+
+
+async def aresize_nodes(router: Router, nodes: Sequence[BaseNode], query: str, *, target: Any = _UNSET,
+                        on_error: OnError = "raise", fmt: Optional[str] = None,
+                        quality: int = 90) -> tuple[NodePlan, list[ImageResult]]:
+    """Async :func:`resize_nodes`: decoding, routing and resizing run off the event loop."""
+    p = plan(nodes, on_error)
+    todo = p.to_route
+    routed = await aroute_and_resize(router, [p.sources[i].value for i in todo], query, target=target,
+                                     on_error=on_error, fmt=fmt, quality=quality) if todo else []
+    return p, _merge(p, routed)
+
+
+def rebuild(nodes: Sequence[BaseNode], p: NodePlan, results: list[ImageResult],
+            key: Optional[str]) -> tuple[list[BaseNode], list[dict[str, Any]]]:
+    """Nodes in their original order, image nodes replaced by copies; plus the decision dicts."""
+    out = list(nodes)
+    decisions: list[dict[str, Any]] = []
+    for pos, src, result in zip(p.positions, p.sources, results):
+        meta = record(nodes[pos], src.field, result)
+        decisions.append(meta)
+        out[pos] = with_result(nodes[pos], src.field, result, meta, key)
+    return out, decisions

@@ -1,0 +1,235 @@
+"""Resize the ``ImageBlock``s of a ``ChatMessage`` list for the latest user question.
+
+For agents and workflows that call ``llm.chat`` / ``llm.achat`` directly (no retriever, so no
+node postprocessor): every image block is routed for the question in one batch and replaced by a
+copy holding the resized bytes. Every other block, field and message is kept as it was; the
+input messages are never modified.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from io import IOBase
+from pathlib import Path
+from typing import Any, Literal, Optional, Sequence
+
+from llama_index.core.base.llms.types import (
+    BaseContentBlock,
+    BaseRecursiveContentBlock,
+    ChatMessage,
+    ImageBlock,
+    MessageRole,
+    TextBlock,
+)
+from llama_index.core.instrumentation import get_dispatcher
+
+from ..apply import ImageResult, OnError, _check_on_error, aroute_and_resize, route_and_resize
+from ..errors import ImageDecodeError
+from ..load import load_router
+from ..router import _UNSET, Router
+from ._nodes import split_data_url
+from .events import build_event
+
+dispatcher = get_dispatcher(__name__)
+
+Scope = Literal["all", "turn"]
+
+
+def latest_question(messages: Sequence[ChatMessage]) -> str:
+    """The text of the last user message that has any text: the question images are routed for."""
+    for msg in reversed(messages):
+        if msg.role == MessageRole.USER:
+            text = "\n".join(b.text for b in msg.blocks if isinstance(b, TextBlock) and b.text.strip())
+            if text:
+                return text
+    raise ValueError("no user message with text found in the chat messages; pass query= explicitly")
+
+
+def _check_messages(messages: Sequence[ChatMessage]) -> list[ChatMessage]:
+    if isinstance(messages, ChatMessage):
+        raise TypeError("resize_chat_messages takes a list of ChatMessage, got a single ChatMessage")
+    out = list(messages)
+    for i, msg in enumerate(out):
+        if not isinstance(msg, ChatMessage):
+            raise TypeError(f"message {i} is a {type(msg).__name__}, not a llama_index ChatMessage")
+    return out
+
+
+def _first_in_scope(messages: list[ChatMessage], scope: str) -> int:
+    if scope == "all":
+        return 0
+    if scope != "turn":
+        raise ValueError(f"scope must be 'all' or 'turn', got {scope!r}")
+    for i in range(len(messages) - 1, -1, -1):
+        msg = messages[i]
+        if msg.role == MessageRole.USER and any(isinstance(b, TextBlock) and b.text.strip() for b in msg.blocks):
+            return i
+    return 0
+
+
+def _nested(block: BaseContentBlock) -> Optional[str]:
+    """The field holding nested blocks (``CitableBlock.content``, ``CitationBlock.cited_content``)."""
+    if isinstance(block, BaseRecursiveContentBlock) and not isinstance(block, ChatMessage):
+        return block.nested_blocks_field_name()
+    return None
+
+
+def _walk(blocks: Sequence[Any], found: dict[int, ImageBlock]) -> None:
+    for block in blocks:
+        if isinstance(block, ImageBlock):
+            found.setdefault(id(block), block)
+        elif (field := _nested(block)) is not None:
+            value = getattr(block, field, None)
+            _walk(value if isinstance(value, list) else [value], found)
+
+
+def _block_source(block: ImageBlock) -> Any:
+    """The plain image input for an ImageBlock: raw bytes, a path, or a URL string."""
+    data = block.image
+    if isinstance(data, IOBase):
+        pos = data.tell()
+        data.seek(0)
+        raw = data.read()
+        data.seek(pos)
+        return raw
+    if isinstance(data, (bytes, bytearray)) and data:
+        try:  # a validated ImageBlock stores base64; one built with model_construct may hold raw bytes
+            return base64.b64decode(data, validate=True)
+        except (binascii.Error, ValueError):
+            return bytes(data)
+    if block.path is not None:
+        return Path(block.path)
+    if block.url is not None:
+        return str(block.url)
+    raise ImageDecodeError("ImageBlock has no image, path or url")
+
+
+def _resized_block(block: ImageBlock, result: ImageResult) -> ImageBlock:
+    payload, mime = split_data_url(result.output, result.mime_type)
+    # model_copy keeps detail and any other field; path/url are cleared so the bytes are what is sent.
+    return block.model_copy(update={"image": payload.encode("ascii"), "image_mimetype": mime, "path": None, "url": None})
+
+
+def _rebuild_block(block: Any, replace: dict[int, ImageBlock]) -> Any:
+    if id(block) in replace:
+        return replace[id(block)]
+    field = _nested(block)
+    if field is None:
+        return block
+    value = getattr(block, field, None)
+    if isinstance(value, list):
+        new = [_rebuild_block(b, replace) for b in value]
+        changed = any(a is not b for a, b in zip(new, value))
+    else:
+        new = _rebuild_block(value, replace)
+        changed = new is not value
+    return block.model_copy(update={field: new}) if changed else block
+
+
+class _ChatPlan:
+    """Which image blocks to route, their inputs, and failures found before routing."""
+
+    def __init__(self, messages: list[ChatMessage], scope: str, on_error: OnError) -> None:
+        found: dict[int, ImageBlock] = {}
+        for msg in messages[_first_in_scope(messages, scope):]:
+            _walk(msg.blocks, found)
+        self.blocks = list(found.values())
+        self.sources: list[Any] = []
+        self.early: dict[int, ImageResult] = {}
+        for i, block in enumerate(self.blocks):
+            try:
+                self.sources.append(_block_source(block))
+            except ImageDecodeError as exc:
+                if on_error == "raise":
+                    raise
+                self.sources.append(None)
+                self.early[i] = ImageResult(original=block, output=block, error=f"{type(exc).__name__}: {exc}")
+
+    @property
+    def to_route(self) -> list[int]:
+        return [i for i in range(len(self.blocks)) if i not in self.early]
+
+    def merge(self, routed: list[ImageResult]) -> list[ImageResult]:
+        it = iter(routed)
+        return [self.early[i] if i in self.early else next(it) for i in range(len(self.blocks))]
+
+    def finish(self, messages: list[ChatMessage], results: list[ImageResult], query: str,
+               target: Optional[str]) -> list[ChatMessage]:
+        replace = {id(b): _resized_block(b, r) for b, r in zip(self.blocks, results) if r.changed}
+        decisions = []
+        for block, result in zip(self.blocks, results):
+            meta = result.as_metadata()
+            meta["source"] = {"field": "image" if block.image else "path" if block.path else "url"}
+            if result.mime_type:
+                meta["mime_type"] = result.mime_type
+            decisions.append(meta)
+        if self.blocks:
+            dispatcher.event(build_event("chat", query, results, decisions, target))
+        return [
+            msg.model_copy(update={
+                "blocks": [_rebuild_block(b, replace) for b in msg.blocks],
+                "additional_kwargs": dict(msg.additional_kwargs),
+            })
+            for msg in messages
+        ]
+
+
+def _prepare(messages: Sequence[ChatMessage], router: Router | str | None, query: Optional[str],
+             scope: str, on_error: OnError) -> tuple[list[ChatMessage], Router, str, _ChatPlan]:
+    _check_on_error(on_error)
+    msgs = _check_messages(messages)
+    query = latest_question(msgs) if query is None else query
+    router = router if isinstance(router, Router) else load_router(router)
+    return msgs, router, query, _ChatPlan(msgs, scope, on_error)
+
+
+@dispatcher.span
+def resize_chat_messages(
+    messages: Sequence[ChatMessage],
+    *,
+    router: Router | str | None = None,
+    target: Optional[str] = None,
+    query: Optional[str] = None,
+    scope: Scope = "all",
+    on_error: OnError = "raise",
+    image_format: Optional[str] = None,
+    quality: int = 90,
+) -> list[ChatMessage]:
+    """Return copies of ``messages`` whose ``ImageBlock``s are resized for the latest question.
+
+    ``query`` defaults to the text of the last user message that has text. ``scope="all"``
+    resizes the images of every message (all of them are resent on each call); ``"turn"`` only
+    those from that last user message on (its own images and later tool results). All images go
+    through ONE router batch. Each resized block keeps ``detail`` and every other field and holds
+    the resized bytes (``path``/``url`` cleared); roles, ``additional_kwargs`` and all other blocks
+    are kept. Remote URLs stay as they are unless the router's ``FetchPolicy`` allows them.
+    Decisions are dispatched as a :class:`CaresResizeEvent`. ``target`` None uses the router's.
+    """
+    msgs, router, query, plan = _prepare(messages, router, query, scope, on_error)
+    todo = plan.to_route
+    routed = route_and_resize(router, [plan.sources[i] for i in todo], query,
+                              target=_UNSET if target is None else target, on_error=on_error,
+                              fmt=image_format, quality=quality) if todo else []
+    return plan.finish(msgs, plan.merge(routed), query, target or router.target)
+
+
+@dispatcher.span
+async def aresize_chat_messages(
+    messages: Sequence[ChatMessage],
+    *,
+    router: Router | str | None = None,
+    target: Optional[str] = None,
+    query: Optional[str] = None,
+    scope: Scope = "all",
+    on_error: OnError = "raise",
+    image_format: Optional[str] = None,
+    quality: int = 90,
+) -> list[ChatMessage]:
+    """Async :func:`resize_chat_messages`; decoding, routing and resizing run off the event loop."""
+    msgs, router, query, plan = _prepare(messages, router, query, scope, on_error)
+    todo = plan.to_route
+    routed = await aroute_and_resize(router, [plan.sources[i] for i in todo], query,
+                                     target=_UNSET if target is None else target, on_error=on_error,
+                                     fmt=image_format, quality=quality) if todo else []
+    return plan.finish(msgs, plan.merge(routed), query, target or router.target)
