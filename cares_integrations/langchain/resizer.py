@@ -1,0 +1,361 @@
+"""``CaresImageResizer``: the Runnable that sits between a prompt and a chat model.
+
+``prompt | CaresImageResizer(target="openai:gpt-4o") | llm`` resizes every page image in the
+conversation for the question being asked, right before the model call; nothing else in the
+conversation is touched. All images of one input, and all inputs of a ``batch``/``abatch``, are
+routed in one batched router call (:func:`cares_integrations.apply.route_and_resize`).
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Any, Literal, Sequence
+
+from langchain_core.callbacks import adispatch_custom_event, dispatch_custom_event
+from langchain_core.language_models import LanguageModelInput
+from langchain_core.messages import BaseMessage
+from langchain_core.prompt_values import ChatPromptValue, PromptValue
+from langchain_core.runnables import RunnableConfig, RunnableSerializable
+from langchain_core.tracers.base import BaseTracer
+from pydantic import ConfigDict, Field, PrivateAttr, field_validator
+
+from .. import errors
+from ..apply import ImageResult, aroute_and_resize, route_and_resize
+from ..load import load_router
+from ..policy import ResolutionPolicy
+from ..router import _UNSET, Router
+from .messages import LocatedImage, QuestionGetter, default_question, find_images, rewrite
+
+EVENT_NAME = "cares_route"
+"""Name of the custom callback event dispatched once per input with the routing decisions."""
+
+METADATA_KEY = "cares"
+"""Key under which a run's routing summary is added to its tracer metadata (LangSmith)."""
+
+
+@dataclass
+class _Job:
+    """One input: where its messages came from, its images, their questions, and its results."""
+
+    value: Any
+    messages: list[Any] | None
+    located: list[LocatedImage] = field(default_factory=list)
+    questions: list[str] = field(default_factory=list)
+    results: list[ImageResult | None] = field(default_factory=list)
+    error: Exception | None = None
+
+
+class CaresImageResizer(RunnableSerializable[LanguageModelInput, LanguageModelInput]):
+    """Resize every page image in a chat model's input for its question, before the model call.
+
+    Accepts what flows between a prompt and a chat model (a ``ChatPromptValue``, a
+    ``StringPromptValue``, a list of messages or message-likes, one message, a string) and returns
+    the same kind, with each image block rewritten in its own form at the size the router chose.
+    Messages without a changed image are passed on as the same objects; the caller's objects are
+    never mutated.
+
+    Each input dispatches a ``"cares_route"`` custom event (see :data:`EVENT_NAME`) with the
+    decisions and visual tokens before/after for the target, visible in
+    ``astream_events(version="v2")`` and to callback handlers' ``on_custom_event``; the same
+    summary is added to the run's tracer metadata under ``"cares"``.
+
+    Example:
+        .. code-block:: python
+
+            from cares_integrations.langchain import CaresImageResizer
+
+            chain = prompt | CaresImageResizer(target="openai:gpt-4o") | llm
+            chain.invoke({"question": "What is the total?", "page": data_url})
+    """
+
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
+
+    router: Router = Field(default_factory=load_router)
+    """The router that picks each image's size; default: :func:`cares_integrations.load_router`."""
+
+    target: str | None = None
+    """Target model name (e.g. ``"openai:gpt-4o"``) for provider-aware sizing and token counts.
+
+    None uses the router's own target."""
+
+    policy: ResolutionPolicy | None = None
+    """Optional resolution policy used instead of the router's own (bins, mode, clamps)."""
+
+    on_error: Literal["raise", "passthrough"] = "raise"
+    """A corrupt image raises :class:`~cares_integrations.ImageDecodeError` (``"raise"``) or is
+    passed on unchanged with the reason recorded in the event and run metadata (``"passthrough"``)."""
+
+    question_getter: QuestionGetter | None = None
+    """``(messages, message_index) -> question`` for the images in ``messages[message_index]``.
+
+    Default: the latest human text in the conversation (see
+    :func:`cares_integrations.langchain.messages.default_question`)."""
+
+    image_format: Literal["PNG", "JPEG", "WEBP"] | None = None
+    """Format resized images are written in; None keeps each image's own format."""
+
+    quality: int = Field(default=90, ge=1, le=100)
+    """JPEG/WebP quality of re-encoded images."""
+
+    _policy_router: Router | None = PrivateAttr(default=None)
+
+    @field_validator("image_format", mode="before")
+    @classmethod
+    def _upper_format(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = value.upper()
+            return "JPEG" if value == "JPG" else value
+        return value
+
+    # -- configuration helpers ----------------------------------------------------------------
+    def _router(self) -> Router:
+        """The router to call: ours, or a shallow copy of it carrying ``policy``."""
+        if self.policy is None:
+            return self.router
+        if self._policy_router is None or self._policy_router.policy is not self.policy:
+            routed = copy.copy(self.router)
+            routed.policy = self.policy
+            self._policy_router = routed
+        return self._policy_router
+
+    def _target(self) -> Any:
+        return _UNSET if self.target is None else self.target
+
+    # -- reading inputs and writing outputs ---------------------------------------------------
+    def _job(self, value: Any) -> _Job:
+        if isinstance(value, ChatPromptValue):
+            messages: list[Any] | None = list(value.messages)
+        elif isinstance(value, (PromptValue, str)):
+            messages = None  # a string prompt (or an image-only prompt value) has no conversation
+        elif isinstance(value, BaseMessage):
+            messages = [value]
+        elif isinstance(value, Sequence):
+            messages = list(value)
+        else:
+            raise TypeError(
+                f"CaresImageResizer takes a prompt value, a message, a list of messages or a string; "
+                f"got {type(value).__name__}"
+            )
+        job = _Job(value=value, messages=messages)
+        if messages is None:
+            return job
+        job.located = find_images(messages)
+        getter = self.question_getter or default_question
+        cache: dict[int, str] = {}
+        for loc in job.located:
+            if loc.message_index not in cache:
+                question = getter(messages, loc.message_index)
+                if not isinstance(question, str):
+                    raise TypeError(f"question_getter must return a string, got {type(question).__name__}")
+                cache[loc.message_index] = question
+            job.questions.append(cache[loc.message_index])
+        return job
+
+    def _plan(self, inputs: Sequence[Any]) -> tuple[list[_Job], list[str], list[str]]:
+        jobs: list[_Job] = []
+        for value in inputs:
+            try:
+                jobs.append(self._job(value))
+            except (TypeError, ValueError) as exc:  # a bad input fails alone, not its whole batch
+                jobs.append(_Job(value=value, messages=None, error=exc))
+        sources: list[str] = []
+        queries: list[str] = []
+        for job in jobs:
+            for loc, question in zip(job.located, job.questions):
+                if loc.ref.source is not None:
+                    sources.append(loc.ref.source)
+                    queries.append(question)
+        return jobs, sources, queries
+
+    def _finish(self, jobs: list[_Job], results: list[ImageResult]) -> list[tuple[Any, dict[str, Any]] | Exception]:
+        it = iter(results)
+        outputs: list[tuple[Any, dict[str, Any]] | Exception] = []
+        for job in jobs:
+            job.results = [next(it) if loc.ref.source is not None else None for loc in job.located]
+            failure = job.error or self._failure(job)
+            if failure is not None:
+                outputs.append(failure)
+                continue
+            outputs.append((self._output(job), self._report(job)))
+        return outputs
+
+    def _failure(self, job: _Job) -> Exception | None:
+        if self.on_error != "raise":
+            return None
+        for loc, result in zip(job.located, job.results):
+            if result is not None and result.error:
+                name, _, message = result.error.partition(": ")
+                cls = getattr(errors, name, errors.ImageDecodeError)
+                if not (isinstance(cls, type) and issubclass(cls, errors.ImageDecodeError)):
+                    cls = errors.ImageDecodeError
+                return cls(
+                    f"image in message {loc.message_index}, content block {loc.block_index} "
+                    f"({loc.ref.form} block): {message or result.error}"
+                )
+        return None
+
+    def _output(self, job: _Job) -> Any:
+        value = job.value
+        if job.messages is None or not any(r is not None and r.changed for r in job.results):
+            return value
+        new = rewrite(job.messages, job.located, job.results)
+        if isinstance(value, ChatPromptValue):
+            return value.model_copy(update={"messages": new})
+        if isinstance(value, BaseMessage):
+            return new[0]
+        return type(value)(new) if isinstance(value, tuple) else new
+
+    def _report(self, job: _Job) -> dict[str, Any]:
+        images: list[dict[str, Any]] = []
+        for loc, question, result in zip(job.located, job.questions, job.results):
+            entry: dict[str, Any] = {
+                "message_index": loc.message_index,
+                "block_index": loc.block_index,
+                "form": loc.ref.form,
+                "question": question,
+            }
+            if result is None:
+                entry.update(changed=False, skipped_reason=loc.ref.skip_reason)
+            else:
+                entry.update(result.as_metadata())
+            images.append(entry)
+        decided = [r.decision for r in job.results if r is not None and r.decision is not None]
+        counted = [d for d in decided if d.tokens_before is not None and d.tokens_after is not None]
+        router = self._router()
+        target = router.target if self.target is None else self.target
+        return {
+            "target": target,
+            "router": router.name,
+            "n_images": len(images),
+            "n_resized": sum(1 for r in job.results if r is not None and r.changed),
+            "tokens_before": sum(d.tokens_before for d in counted) if counted else None,  # type: ignore[misc]
+            "tokens_after": sum(d.tokens_after for d in counted) if counted else None,  # type: ignore[misc]
+            "images": images,
+        }
+
+    # -- routing ------------------------------------------------------------------------------
+    def _route(self, inputs: Sequence[Any]) -> list[tuple[Any, dict[str, Any]] | Exception]:
+        jobs, sources, queries = self._plan(inputs)
+        results = (
+            route_and_resize(
+                self._router(), sources, queries, target=self._target(), on_error="passthrough",
+                fmt=self.image_format, quality=self.quality,
+            )
+            if sources
+            else []
+        )
+        return self._finish(jobs, results)
+
+    async def _aroute(self, inputs: Sequence[Any]) -> list[tuple[Any, dict[str, Any]] | Exception]:
+        jobs, sources, queries = self._plan(inputs)
+        results = (
+            await aroute_and_resize(
+                self._router(), sources, queries, target=self._target(), on_error="passthrough",
+                fmt=self.image_format, quality=self.quality,
+            )
+            if sources
+            else []
+        )
+        return self._finish(jobs, results)
+
+    # -- observability ------------------------------------------------------------------------
+    @staticmethod
+    def _run_metadata(report: dict[str, Any]) -> dict[str, Any]:
+        return {
+            METADATA_KEY: {
+                "target": report["target"],
+                "router": report["router"],
+                "n_images": report["n_images"],
+                "n_resized": report["n_resized"],
+                "tokens_before": report["tokens_before"],
+                "tokens_after": report["tokens_after"],
+                "sizes": [
+                    {"from": img.get("original_size"), "to": img.get("send_size")}
+                    for img in report["images"]
+                    if img.get("send_size") is not None
+                ],
+            }
+        }
+
+    @classmethod
+    def _add_run_metadata(cls, run_manager: Any, report: dict[str, Any]) -> None:
+        """Add the routing summary to this run in every tracer (LangSmith included)."""
+        if run_manager is None:
+            return
+        for handler in getattr(run_manager, "handlers", ()):
+            if isinstance(handler, BaseTracer):
+                run = handler.run_map.get(str(run_manager.run_id))
+                if run is not None:
+                    run.add_metadata(cls._run_metadata(report))
+
+    def _emit(self, report: dict[str, Any], run_manager: Any, config: RunnableConfig) -> None:
+        self._add_run_metadata(run_manager, report)
+        dispatch_custom_event(EVENT_NAME, report, config=config)
+
+    async def _aemit(self, report: dict[str, Any], run_manager: Any, config: RunnableConfig) -> None:
+        self._add_run_metadata(run_manager, report)
+        await adispatch_custom_event(EVENT_NAME, report, config=config)
+
+    # -- Runnable API -------------------------------------------------------------------------
+    def _invoke(self, value: Any, run_manager: Any, config: RunnableConfig) -> Any:
+        out = self._route([value])[0]
+        if isinstance(out, Exception):
+            raise out
+        self._emit(out[1], run_manager, config)
+        return out[0]
+
+    async def _ainvoke(self, value: Any, run_manager: Any, config: RunnableConfig) -> Any:
+        out = (await self._aroute([value]))[0]
+        if isinstance(out, Exception):
+            raise out
+        await self._aemit(out[1], run_manager, config)
+        return out[0]
+
+    def _batch(self, values: list[Any], run_manager: list[Any], config: list[RunnableConfig]) -> list[Any]:
+        outs = self._route(values)
+        for out, manager, cfg in zip(outs, run_manager, config):
+            if not isinstance(out, Exception):
+                self._emit(out[1], manager, cfg)
+        return [out if isinstance(out, Exception) else out[0] for out in outs]
+
+    async def _abatch(self, values: list[Any], run_manager: list[Any], config: list[RunnableConfig]) -> list[Any]:
+        outs = await self._aroute(values)
+        for out, manager, cfg in zip(outs, run_manager, config):
+            if not isinstance(out, Exception):
+                await self._aemit(out[1], manager, cfg)
+        return [out if isinstance(out, Exception) else out[0] for out in outs]
+
+    def invoke(self, input: LanguageModelInput, config: RunnableConfig | None = None, **kwargs: Any) -> LanguageModelInput:  # noqa: A002
+        """Resize the images of one input; returns the same kind of object it was given."""
+        return self._call_with_config(self._invoke, input, config)
+
+    async def ainvoke(
+        self, input: LanguageModelInput, config: RunnableConfig | None = None, **kwargs: Any  # noqa: A002
+    ) -> LanguageModelInput:
+        """Async :meth:`invoke`: decoding, routing and resizing run off the event loop."""
+        return await self._acall_with_config(self._ainvoke, input, config)
+
+    def batch(
+        self,
+        inputs: list[LanguageModelInput],
+        config: RunnableConfig | list[RunnableConfig] | None = None,
+        *,
+        return_exceptions: bool = False,
+        **kwargs: Any,
+    ) -> list[LanguageModelInput]:
+        """Resize the images of many inputs with ONE batched router call for all of them."""
+        return self._batch_with_config(self._batch, inputs, config, return_exceptions=return_exceptions)
+
+    async def abatch(
+        self,
+        inputs: list[LanguageModelInput],
+        config: RunnableConfig | list[RunnableConfig] | None = None,
+        *,
+        return_exceptions: bool = False,
+        **kwargs: Any,
+    ) -> list[LanguageModelInput]:
+        """Async :meth:`batch`: one batched router call, off the event loop."""
+        return await self._abatch_with_config(
+            self._abatch, inputs, config, return_exceptions=return_exceptions
+        )
