@@ -20,7 +20,7 @@ import warnings
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, Callable, Union
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
@@ -311,11 +311,12 @@ def load_image(
     *,
     fetch: FetchPolicy | None = None,
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
-    draft: tuple[int, int] | None = None,
+    draft: tuple[int, int] | Callable[[int, int], tuple[int, int]] | None = None,
 ) -> DecodedImage:
     """Read an image from any supported form.
 
-    ``draft`` is an optional (width, height) the caller will downscale to: JPEGs are then decoded
+    ``draft`` is an optional (width, height) the caller will downscale to, or a function of the
+    oriented (width, height) returning it: JPEGs are then decoded
     at the smallest power-of-two scale still at least that large (much faster, no visible loss,
     since a LANCZOS resize follows). ``size`` still reports the stored size.
 
@@ -400,7 +401,7 @@ def _finish(
     raw: bytes | None,
     max_pixels: int | None,
     mime_hint: str | None,
-    draft: tuple[int, int] | None = None,
+    draft: tuple[int, int] | Callable[[int, int], tuple[int, int]] | None = None,
 ) -> DecodedImage:
     """Check size, take the first frame, apply EXIF orientation, decode and normalise the mode."""
     notes: list[str] = []
@@ -415,7 +416,8 @@ def _finish(
         swapped = orientation in (5, 6, 7, 8)
         original_size = (stored_h, stored_w) if swapped else (stored_w, stored_h)
         if draft is not None and kind is not SourceKind.PIL and img.format == "JPEG":
-            want = (draft[1], draft[0]) if swapped else draft
+            want = draft(*original_size) if callable(draft) else draft
+            want = (want[1], want[0]) if swapped else want
             img.draft(img.mode if img.mode in ("RGB", "L") else "RGB", want)
         if kind is SourceKind.PIL:
             # Don't touch the caller's object: transpose returns a copy.

@@ -85,38 +85,11 @@ def resize(
     if (long_side is None) == (size is None):
         raise ValueError("give exactly one of long_side or size")
     if long_side is not None:
-        # The stored size is needed before decoding to pick a draft scale: peek cheaply.
-        decoded = load_image(source, fetch=fetch, max_pixels=max_pixels, draft=None) if isinstance(
-            source, (Image.Image, DecodedImage)
-        ) else None
-        if decoded is None:
-            probe = _peek_size(source, fetch=fetch, max_pixels=max_pixels)
-            size = fit_long_side(*probe, long_side)
-        else:
-            size = fit_long_side(*decoded.size, long_side)
-    assert size is not None
-    decoded = load_image(source, fetch=fetch, max_pixels=max_pixels, draft=tuple(size))  # type: ignore[arg-type]
-    return resize_decoded(decoded, size, fmt=fmt, quality=quality)
+        def draft(w: int, h: int, _ls: int = long_side) -> tuple[int, int]:
+            return fit_long_side(w, h, _ls)
 
-
-def _peek_size(source: ImageInput, *, fetch: FetchPolicy | None, max_pixels: int | None) -> tuple[int, int]:
-    """The oriented size of an encoded image, read from its header without decoding pixels."""
-    import io
-
-    from .payload import SourceKind, _classify_string, _decode_base64, _parse_data_url
-
-    if isinstance(source, (bytes, bytearray, memoryview)):
-        raw = bytes(source)
-    elif isinstance(source, str) and _classify_string(source) is SourceKind.BASE64:
-        raw = _decode_base64(source, "base64 image string")
-    elif isinstance(source, str) and _classify_string(source) is SourceKind.DATA_URL:
-        raw, _ = _parse_data_url(source)
+        decoded = load_image(source, fetch=fetch, max_pixels=max_pixels, draft=draft)
+        size = fit_long_side(*decoded.size, long_side)
     else:
-        return load_image(source, fetch=fetch, max_pixels=max_pixels).size
-    try:
-        with Image.open(io.BytesIO(raw)) as img:
-            orientation = img.getexif().get(0x0112, 1)
-            w, h = img.size
-    except Exception:
-        return load_image(raw, max_pixels=max_pixels).size  # raises the typed error
-    return (h, w) if orientation in (5, 6, 7, 8) else (w, h)
+        decoded = load_image(source, fetch=fetch, max_pixels=max_pixels, draft=tuple(size))  # type: ignore[arg-type]
+    return resize_decoded(decoded, size, fmt=fmt, quality=quality)

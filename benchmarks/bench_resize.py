@@ -1,0 +1,94 @@
+"""Decode-resize-encode: cares_integrations.resize against a plain Pillow resize, side by side.
+
+    python benchmarks/bench_resize.py [--repeat 15] [--long-side 768]
+
+On a 200-dpi letter page (1700x2200) saved as PNG and as JPEG, times
+``resize(data, long_side=...)`` (JPEG draft decoding, LANCZOS with reducing_gap, re-encode in the
+input's format) against ``Image.open(data).resize(size, LANCZOS).save(fmt)`` on the same bytes
+and reports the median times and their ratio. Both outputs are compared pixel by pixel too, so a
+speed-up that costs visible quality would show.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import statistics
+import time
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from cares_integrations import fit_long_side, resize
+
+FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"
+
+
+def letter_page_200dpi() -> Image.Image:
+    """A 1700x2200 page with a heading, body text, a table and fine print."""
+    img = Image.new("RGB", (1700, 2200), "white")
+    draw = ImageDraw.Draw(img)
+    try:
+        big, body, small = (ImageFont.truetype(FONT, s) for s in (64, 30, 16))
+    except OSError:
+        big = body = small = ImageFont.load_default()
+    draw.text((120, 100), "Annual Report 2025", font=big, fill="black")
+    y = 260
+    for i in range(40):
+        draw.text((120, y), f"Paragraph line {i}: the committee reviewed item {i * 13} at {i * 2.5:.1f}% growth.",
+                  font=body, fill=(20, 20, 20))
+        y += 42
+    for r in range(8):
+        for c in range(5):
+            draw.rectangle((120 + c * 290, 2000 - 8 * 22 + r * 22, 410 + c * 290, 2022 - 8 * 22 + r * 22), outline="gray")
+            draw.text((126 + c * 290, 2002 - 8 * 22 + r * 22), f"{r * 100 + c * 7}.{c}", font=small, fill="black")
+    draw.rectangle((1200, 300, 1600, 700), fill=(40, 90, 200))
+    return img
+
+
+def _encode(img: Image.Image, fmt: str) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, fmt, **({"quality": 90} if fmt == "JPEG" else {}))
+    return buf.getvalue()
+
+
+def _plain(data: bytes, size: tuple[int, int], fmt: str) -> bytes:
+    img = Image.open(io.BytesIO(data))
+    out = img.resize(size, Image.Resampling.LANCZOS)
+    buf = io.BytesIO()
+    out.save(buf, fmt, **({"quality": 90} if fmt == "JPEG" else {}))
+    return buf.getvalue()
+
+
+def _median_time(fn, repeat: int) -> float:
+    fn()  # warm-up
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def main() -> None:
+    """Run the benchmark and print a table of median times and ratios."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeat", type=int, default=15)
+    parser.add_argument("--long-side", type=int, nargs="+", default=[384, 768, 1024])
+    args = parser.parse_args()
+    page = letter_page_200dpi()
+    print(f"page 1700x2200 (200-dpi letter); median of {args.repeat} runs each")
+    print(f"{'format':<6} {'long side':>9} {'plain ms':>9} {'ours ms':>8} {'speed-up':>9} {'mean |diff|':>12}")
+    for fmt in ("PNG", "JPEG"):
+        data = _encode(page, fmt)
+        for long_side in args.long_side:
+            size = fit_long_side(1700, 2200, long_side)
+            plain = _median_time(lambda: _plain(data, size, fmt), args.repeat)
+            ours = _median_time(lambda: resize(data, long_side=long_side, quality=90), args.repeat)
+            a = np.asarray(Image.open(io.BytesIO(_plain(data, size, fmt))).convert("L"), dtype=float)
+            b = np.asarray(Image.open(io.BytesIO(resize(data, long_side=long_side))).convert("L"), dtype=float)
+            print(f"{fmt:<6} {long_side:>9} {plain * 1e3:>9.1f} {ours * 1e3:>8.1f} {plain / ours:>8.2f}x {np.abs(a - b).mean():>12.2f}")
+
+
+if __name__ == "__main__":
+    main()
