@@ -176,3 +176,44 @@ def test_bad_arguments_are_named():
         target.answer_batch(_pages(2), ["only one"])
     with pytest.raises(TypeError, match="PIL image"):
         target.answer_batch([b"bytes"], ["q"])  # type: ignore[list-item]
+
+
+# -- a tiny random local VLM ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny_vlm_target():
+    from tiny_models import tiny_idefics3
+
+    from cares_integrations.training.targets import TransformersTarget
+
+    return TransformersTarget(tiny_idefics3(), max_new_tokens=4, batch_size=2, device="cpu")
+
+
+def test_transformers_target_answers_one_string_per_input(tiny_vlm_target):
+    target = tiny_vlm_target
+    assert isinstance(target, Target) and target.name.startswith("hf:")
+    side = target.tokenizer.padding_side
+    images = [Image.new("RGB", (120, 90), "white"), Image.new("L", (64, 200), 0), Image.new("RGB", (50, 50), "red")]
+    questions = ["What is the total?", "Which year?", "a much longer question about the small print here"]
+    answers = target.answer_batch(images, questions)
+    assert len(answers) == 3 and all(isinstance(a, str) for a in answers)
+    assert target.tokenizer.padding_side == side  # restored after batching
+    # greedy decoding is deterministic, and batching (left padding) does not change an answer
+    assert target.answer(images[0], questions[0]) == answers[0]
+    assert target.answer(images[1], questions[1]) == answers[1]
+
+
+def test_transformers_target_prompt_is_the_chat_template_with_generation_prompt(tiny_vlm_target):
+    [prompt] = tiny_vlm_target._prompts(["How much?"])
+    assert prompt.startswith("<|im_start|>User:<image>How much?")
+    assert prompt.endswith("Assistant:")
+
+
+def test_transformers_target_needs_processor_with_a_loaded_model(tiny_vlm_target):
+    from cares_integrations.training.targets import TransformersTarget
+
+    with pytest.raises(ValueError, match="processor"):
+        TransformersTarget(tiny_vlm_target.model)
+    with pytest.raises(ValueError, match="max_new_tokens"):
+        TransformersTarget(tiny_vlm_target.model, tiny_vlm_target.processor, max_new_tokens=0)

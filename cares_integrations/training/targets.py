@@ -81,27 +81,6 @@ class Target(ABC):
 # -- local transformers VLMs -------------------------------------------------------------------
 
 
-def _pick_device(device: str | None) -> str:
-    """The caller's device, else the project's device picker, else cuda > mps > cpu."""
-    if device is not None:
-        return str(device)
-    try:  # the inference package's picker, when present
-        from .. import device as device_module  # type: ignore[attr-defined]
-
-        for fn in ("pick_device", "resolve_device", "default_device", "get_device"):
-            if hasattr(device_module, fn):
-                return str(getattr(device_module, fn)(None) if fn != "default_device" else device_module.default_device())
-    except ImportError:
-        pass
-    import torch
-
-    if torch.cuda.is_available():
-        return "cuda"
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        return "mps"
-    return "cpu"
-
-
 class TransformersTarget(Target):
     """A local transformers VLM as the target: chat template [image, question], greedy decoding.
 
@@ -126,8 +105,9 @@ class TransformersTarget(Target):
         model_kwargs: dict[str, Any] | None = None,
         processor_kwargs: dict[str, Any] | None = None,
     ) -> None:
-        import torch
         from transformers import AutoModelForImageTextToText, AutoProcessor
+
+        from ..device import pick_device, pick_dtype
 
         if max_new_tokens <= 0:
             raise ValueError(f"max_new_tokens must be positive, got {max_new_tokens}")
@@ -136,15 +116,11 @@ class TransformersTarget(Target):
         self.max_new_tokens = int(max_new_tokens)
         self.batch_size = int(batch_size)
         self.prompt_template = _check_prompt_template(prompt_template)
-        self.device = _pick_device(device)
-        if isinstance(dtype, str):
-            dtype = {"fp32": torch.float32, "float32": torch.float32, "bf16": torch.bfloat16,
-                     "bfloat16": torch.bfloat16, "fp16": torch.float16, "float16": torch.float16}[dtype]
+        self.device = pick_device(device)
         if isinstance(model, (str, bytes)) or hasattr(model, "__fspath__"):
             source = str(model)
             kwargs = dict(model_kwargs or {})
-            if dtype is not None:
-                kwargs["dtype"] = dtype
+            kwargs.setdefault("dtype", pick_dtype(self.device, dtype))
             self.model = AutoModelForImageTextToText.from_pretrained(source, **kwargs)
             self.processor = processor or AutoProcessor.from_pretrained(source, **(processor_kwargs or {}))
             self.name = name or f"hf:{source}"
@@ -153,7 +129,7 @@ class TransformersTarget(Target):
                 raise ValueError("pass the model's processor together with a loaded model")
             self.model, self.processor = model, processor
             if dtype is not None:
-                self.model = self.model.to(dtype=dtype)
+                self.model = self.model.to(dtype=pick_dtype(self.device, dtype))
             self.name = name or f"hf:{getattr(model.config, '_name_or_path', '') or type(model).__name__}"
         self.model = self.model.to(self.device).eval()
         self.tokenizer = getattr(self.processor, "tokenizer", None)
