@@ -36,8 +36,13 @@ def _child_config(config: RunnableConfig | None, run_manager: Any) -> RunnableCo
     return patch_config(config, callbacks=run_manager.get_child())
 
 
-def _looks_like_image(value: Any) -> bool:
-    """Inline image data (data URL, base64, bytes, PIL) or a remote URL; local paths are not."""
+def _looks_like_image(value: Any, *, named: bool = False) -> bool:
+    """Whether a tool argument value is an image to route.
+
+    Inline data (data URL, bytes, PIL image) and http(s) URLs always are; local paths never are
+    (the wrapped tool reads the file). Other strings are when the argument was named in
+    ``image_args`` (so a corrupt payload fails loudly), or when they look like base64 otherwise.
+    """
     if isinstance(value, (bytes, bytearray, Image.Image)):
         return True
     if not isinstance(value, str) or not value:
@@ -45,7 +50,9 @@ def _looks_like_image(value: Any) -> bool:
     if value[:5].lower() == "data:" or is_remote_url(value):
         return True
     if len(value) < 4096 and os.path.exists(value):
-        return False  # a path: the wrapped tool reads the file itself
+        return False
+    if named:
+        return True
     return len(value) >= 64 and value.replace("\n", "").rstrip("=").replace("+", "").replace("/", "").isalnum()
 
 
@@ -107,15 +114,16 @@ class CaresToolWrapper(BaseTool):
         """(argument, list index or None, image value) for every image argument value."""
         slots: list[tuple[str, int | None, Any]] = []
         for name, value in arguments.items():
-            if self.image_args is not None:
-                chosen = name in self.image_args
+            named = self.image_args is not None
+            if named:
+                chosen = name in self.image_args  # type: ignore[operator]
             else:
                 chosen = "image" in name.lower() or (isinstance(value, str) and value[:11].lower() == "data:image/")
             if not chosen:
                 continue
             if isinstance(value, (list, tuple)):
-                slots.extend((name, k, v) for k, v in enumerate(value) if _looks_like_image(v))
-            elif _looks_like_image(value):
+                slots.extend((name, k, v) for k, v in enumerate(value) if _looks_like_image(v, named=named))
+            elif _looks_like_image(value, named=named):
                 slots.append((name, None, value))
         return slots
 
