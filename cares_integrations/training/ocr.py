@@ -35,6 +35,7 @@ from typing import Sequence
 from PIL import Image
 
 from .._optional import require
+from .targets import Target
 
 __all__ = ["OcrReader", "OcrWord", "ParsedQuestion", "parse_question", "answer_from_words", "TesseractMissingError"]
 
@@ -248,7 +249,7 @@ def answer_from_words(words: Sequence[OcrWord], question: str) -> str:
     return ""
 
 
-class OcrReader:
+class OcrReader(Target):
     """Answers extractive questions about page images with Tesseract (see the module docstring).
 
     ``answer_batch(images, questions)`` OCRs each distinct image once (a cache keyed by pixel
@@ -257,7 +258,8 @@ class OcrReader:
 
     Options: ``work_long_side`` (the working scale), ``config`` (Tesseract flags), ``lang``,
     ``workers``, ``cache_size``, ``timeout`` (seconds per OCR run, 0 for none) and
-    ``tesseract_cmd`` (path to the binary when it is not on PATH).
+    ``tesseract_cmd`` (path to the binary when it is not on PATH; pytesseract keeps it
+    process-wide). Raises :class:`TesseractMissingError` when the binary cannot be run.
     """
 
     name = "tesseract"
@@ -270,12 +272,15 @@ class OcrReader:
         if workers < 1:
             raise ValueError(f"workers must be at least 1, got {workers}")
         self._pt = require("pytesseract", "train", purpose="the Tesseract reader")
-        if tesseract_cmd is not None:
+        previous = self._pt.pytesseract.tesseract_cmd
+        if tesseract_cmd is not None:  # pytesseract keeps the command in a module global
             self._pt.pytesseract.tesseract_cmd = tesseract_cmd
         try:
             self.version = str(self._pt.get_tesseract_version())
         except self._pt.TesseractNotFoundError as exc:
-            raise TesseractMissingError(f"the tesseract binary was not found; {_INSTALL_HINT}") from exc
+            self._pt.pytesseract.tesseract_cmd = previous
+            where = tesseract_cmd or previous
+            raise TesseractMissingError(f"the tesseract binary {where!r} was not found; {_INSTALL_HINT}") from exc
         self.work_long_side = int(work_long_side)
         self.config = config
         self.lang = lang

@@ -1,0 +1,252 @@
+"""The embedded default router: pick the long side at which the page's small text stays legible.
+
+:class:`TextScaleRouter` needs no model, no download and no GPU (numpy + Pillow). It measures
+how tall the page's text is in native pixels and asks for the smallest long side at which that
+text keeps a legible x-height:
+
+1. grayscale (alpha composited on white), reduce by an integer factor to at most
+   ``working_size`` on the long side, invert dark-background pages;
+2. binarise with Otsu's threshold; a page without a clear background (most pixels far from the
+   dominant grey level) is treated as a photo, a page without ink as blank;
+3. cut the page into vertical strips and find text-line fragments in each strip's horizontal
+   projection profile; keep fragments that look like text (ink density and height), and
+   measure each one's *core band*, the rows holding at least half the fragment's peak ink, an
+   estimate of the x-height (cap height for digits and capitals);
+4. take a low, width-weighted quantile of the core heights (the small text that still makes up a
+   real part of the page) and scale the page so that height becomes ``min_text_px``.
+
+With ``question_hints`` on, a question naming fine print (``footnote``, ``fine print``,
+``small print``, ``disclaimer``) uses the page's smallest text instead of the quantile.
+
+Every constant, and the measurement behind it, is documented in ``docs/default-router.md``.
+The router returns ``Prediction(long_side=...)`` (direct mode).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from .payload import DecodedImage
+from .router import Prediction, Router
+
+__all__ = ["TextScaleRouter", "TextMeasure", "measure_text"]
+
+DEFAULT_MIN_TEXT_PX = 7.0
+DEFAULT_WORKING_SIZE = 2400
+DEFAULT_QUANTILE = 0.05
+DEFAULT_FLOOR = 384
+DEFAULT_PHOTO_LONG_SIDE = 1024
+DEFAULT_BLANK_LONG_SIDE = 384
+_FINE_PRINT = re.compile(r"\b(foot\s?notes?|fine\s+print|small\s+print|disclaimers?|legal\s+notice)\b", re.I)
+
+
+@dataclass(frozen=True)
+class TextMeasure:
+    """What the router measured on one page (native pixels).
+
+    ``kind`` is ``"text"``, ``"blank"``, ``"photo"`` or ``"tiny"``; ``small_px`` is the small
+    text's core (x-) height, ``min_px`` the smallest text's and ``median_px`` the typical text's;
+    ``fragments`` counts the text-line fragments found.
+    """
+
+    kind: str
+    small_px: float | None = None
+    min_px: float | None = None
+    median_px: float | None = None
+    fragments: int = 0
+    ink_fraction: float = 0.0
+    background_fraction: float = 0.0
+
+
+def _gray(image: Image.Image) -> Image.Image:
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(white, rgba).convert("L")
+    return image.convert("L")
+
+
+def _otsu(hist: np.ndarray) -> int:
+    total = hist.sum()
+    levels = np.arange(256, dtype=np.float64)
+    w0 = np.cumsum(hist)
+    w1 = total - w0
+    m0 = np.cumsum(hist * levels)
+    mean0 = m0 / np.maximum(w0, 1)
+    mean1 = (m0[-1] - m0) / np.maximum(w1, 1)
+    between = w0 * w1 * (mean0 - mean1) ** 2
+    return int(np.argmax(between))
+
+
+def _weighted_quantile(values: np.ndarray, weights: np.ndarray, q: float) -> float:
+    order = np.argsort(values)
+    v, w = values[order], weights[order]
+    cum = np.cumsum(w)
+    idx = int(np.searchsorted(cum, q * cum[-1], side="left"))
+    return float(v[min(idx, len(v) - 1)])
+
+
+def measure_text(image: Image.Image, *, working_size: int = DEFAULT_WORKING_SIZE, quantile: float = DEFAULT_QUANTILE,
+                 min_fragments: int = 4) -> TextMeasure:
+    """Measure the text height of a page image (see the module docstring for the method)."""
+    gray = _gray(image)
+    w, h = gray.size
+    long_side = max(w, h)
+    if long_side < 32:
+        return TextMeasure("tiny")
+    factor = max(1, math.ceil(long_side / working_size))
+    if factor > 1:
+        gray = gray.reduce(factor)
+    hist = np.asarray(gray.histogram(), dtype=np.float64)
+    total = hist.sum()
+    bg_level = int(np.argmax(hist))
+    lo, hi = max(0, bg_level - 24), min(255, bg_level + 24)
+    background = float(hist[lo:hi + 1].sum() / total)
+    arr = np.asarray(gray)
+    if bg_level < 128:  # dark background: light text
+        arr = 255 - arr
+        hist = hist[::-1].copy()
+        bg_level = 255 - bg_level
+    cdf = np.cumsum(hist) / total
+    p_lo = int(np.searchsorted(cdf, 0.002))
+    if bg_level - p_lo < 48:  # nothing clearly darker than the background
+        return TextMeasure("blank", background_fraction=background)
+    if background < 0.5:
+        return TextMeasure("photo", background_fraction=background)
+    threshold = min(_otsu(hist), bg_level - 24)
+    ink = arr <= threshold
+    ink_fraction = float(ink.mean())
+    if ink_fraction < 1e-4:
+        return TextMeasure("blank", ink_fraction=ink_fraction, background_fraction=background)
+
+    H, W = ink.shape
+    strip = max(16, round(max(H, W) / 14))
+    n_strips = max(1, W // strip)
+    used_w = n_strips * strip
+    strips = ink[:, :used_w].reshape(H, n_strips, strip)
+    profile = strips.sum(axis=2, dtype=np.int32)  # (H, n_strips)
+    on = profile > 0
+    pad = np.zeros((1, n_strips), dtype=bool)
+    edges = np.diff(np.concatenate([pad, on, pad]).astype(np.int8), axis=0)
+    cols_hint = strips.any(axis=0)  # (n_strips, strip): columns with any ink, per strip
+    heights: list[float] = []
+    widths: list[float] = []
+    max_h = max(H, W) / 12
+    for s in range(n_strips):
+        if not cols_hint[s].any():
+            continue
+        starts = np.flatnonzero(edges[:, s] == 1)
+        ends = np.flatnonzero(edges[:, s] == -1)
+        col = profile[:, s]
+        for top, bottom in zip(starts, ends):
+            run_h = bottom - top
+            if run_h < 3 or run_h > max_h:
+                continue
+            band = strips[top:bottom, s, :]
+            inked_cols = band.any(axis=0)
+            n_cols = int(inked_cols.sum())
+            if n_cols < max(3, run_h // 2):
+                continue
+            density = float(band[:, inked_cols].mean())
+            if density > 0.62 or density < 0.06:  # solid bars, photos / stray specks and rules
+                continue
+            # coverage: text leaves gaps between glyphs; a filled shape does not
+            coverage = n_cols / strip
+            if coverage < 0.05:
+                continue
+            seg = col[top:bottom]
+            core = int((seg >= 0.5 * seg.mean()).sum())
+            if core < 2:
+                continue
+            heights.append(core)
+            widths.append(n_cols)
+    if len(heights) < min_fragments:
+        kind = "photo" if ink_fraction > 0.25 else "blank"
+        return TextMeasure(kind, fragments=len(heights), ink_fraction=ink_fraction, background_fraction=background)
+    hs = np.asarray(heights, dtype=np.float64) * factor
+    ws = np.asarray(widths, dtype=np.float64)
+    return TextMeasure(
+        "text",
+        small_px=_weighted_quantile(hs, ws, quantile),
+        min_px=_weighted_quantile(hs, ws, 0.005),
+        median_px=_weighted_quantile(hs, ws, 0.5),
+        fragments=len(heights),
+        ink_fraction=ink_fraction,
+        background_fraction=background,
+    )
+
+
+class TextScaleRouter(Router):
+    """The default router: the smallest long side at which the page's small text stays legible.
+
+    Options (defaults and the measurements behind them in ``docs/default-router.md``):
+
+    - ``min_text_px``: core (x-) height in pixels the small text must keep at the chosen size.
+    - ``quantile``: which text counts as "small": the width-weighted quantile of text heights.
+    - ``working_size``: pages are analysed at most this large (integer reduction above it).
+    - ``floor``: never ask for less than this long side on a text page.
+    - ``photo_long_side``: long side for images that are not documents (no paper background).
+    - ``blank_long_side``: long side for pages without text.
+    - ``question_hints``: a question about footnotes / fine print sizes for the smallest text.
+
+    Plus the options every :class:`~cares_integrations.router.Router` takes (``policy``,
+    ``target``, ``free_detail``, ``max_pixels``, ``fetch``). Returns a direct long side.
+    """
+
+    name = "text-scale"
+
+    def __init__(self, *, min_text_px: float = DEFAULT_MIN_TEXT_PX, quantile: float = DEFAULT_QUANTILE,
+                 working_size: int = DEFAULT_WORKING_SIZE, floor: int = DEFAULT_FLOOR,
+                 photo_long_side: int = DEFAULT_PHOTO_LONG_SIDE, blank_long_side: int = DEFAULT_BLANK_LONG_SIDE,
+                 question_hints: bool = True, **options: Any) -> None:
+        super().__init__(**options)
+        if not min_text_px > 0:
+            raise ValueError(f"min_text_px must be positive, got {min_text_px}")
+        if not 0 <= quantile <= 1:
+            raise ValueError(f"quantile must be in [0, 1], got {quantile}")
+        if working_size < 64:
+            raise ValueError(f"working_size must be at least 64 pixels, got {working_size}")
+        for key, value in (("floor", floor), ("photo_long_side", photo_long_side), ("blank_long_side", blank_long_side)):
+            if int(value) <= 0:
+                raise ValueError(f"{key} must be a positive pixel size, got {value}")
+        self.min_text_px = float(min_text_px)
+        self.quantile = float(quantile)
+        self.working_size = int(working_size)
+        self.floor = int(floor)
+        self.photo_long_side = int(photo_long_side)
+        self.blank_long_side = int(blank_long_side)
+        self.question_hints = bool(question_hints)
+
+    def measure(self, image: Image.Image | DecodedImage) -> TextMeasure:
+        """Measure one page's text (native pixels); what :meth:`long_side_for` works from."""
+        pil = image.image if isinstance(image, DecodedImage) else image
+        return measure_text(pil, working_size=self.working_size, quantile=self.quantile)
+
+    def long_side_for(self, measure: TextMeasure, image_size: tuple[int, int], query: str = "") -> float:
+        """The long side (before the policy's clamps) for a measured page and a question."""
+        long_side = max(image_size)
+        if measure.kind == "tiny":
+            return float(long_side)
+        if measure.kind == "blank":
+            return float(min(self.blank_long_side, long_side))
+        if measure.kind == "photo":
+            return float(min(self.photo_long_side, long_side))
+        text_px = measure.small_px
+        if self.question_hints and query and _FINE_PRINT.search(query):
+            text_px = measure.min_px
+        assert text_px is not None
+        wanted = long_side * self.min_text_px / max(text_px, 1e-6)
+        return float(min(long_side, max(self.floor, wanted)))
+
+    def _predict(self, images: list[DecodedImage], queries: list[str]) -> list[Prediction]:
+        out = []
+        for decoded, query in zip(images, queries):
+            m = self.measure(decoded)
+            out.append(Prediction(long_side=self.long_side_for(m, decoded.size, query)))
+        return out

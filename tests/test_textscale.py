@@ -1,0 +1,159 @@
+"""The text-scale router: text height in, long side out, on real rendered pages."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import encode, render_page
+from PIL import Image, ImageOps
+
+from cares_integrations.load import default_router, load_router
+from cares_integrations.policy import ResolutionPolicy
+from cares_integrations.textscale import TextScaleRouter, measure_text
+from cares_integrations.training.synthetic import generate_page
+
+Q = "What is the revenue for item 10?"
+
+
+@pytest.fixture(scope="module")
+def router() -> TextScaleRouter:
+    return TextScaleRouter()
+
+
+@pytest.fixture(scope="module")
+def small_text_page() -> Image.Image:
+    return render_page(1700, 2200, text_px=12, lines=60)
+
+
+@pytest.fixture(scope="module")
+def large_text_page() -> Image.Image:
+    return render_page(1700, 2200, text_px=44, lines=60)
+
+
+def test_routes_the_fixture_page(router, page_image):
+    d = router.route(page_image, Q)
+    assert d.router == "text-scale"
+    assert d.mode == "direct"
+    assert 384 <= d.long_side <= 1100
+    assert d.original_size == (850, 1100)
+
+
+def test_larger_text_gets_a_smaller_long_side(router, small_text_page, large_text_page):
+    small = router.route(small_text_page, Q).long_side
+    large = router.route(large_text_page, Q).long_side
+    assert large < small
+    assert large < 1100  # 44 px text is legible at half size and below
+    assert small > 1500  # 12 px text needs (almost) native
+
+
+@pytest.mark.parametrize("text_px", [10, 16, 24, 40])
+def test_measured_height_tracks_the_font_size(text_px):
+    m = measure_text(render_page(1700, 2200, text_px=text_px, lines=60))
+    assert m.kind == "text"
+    # DejaVu Sans x-height is about 0.55 em; the core band measures it within a pixel or two
+    assert 0.4 * text_px <= m.small_px <= 0.7 * text_px
+    assert m.min_px <= m.small_px <= m.median_px
+
+
+@pytest.mark.parametrize("size", [(300, 400), (850, 1100), (90, 60)])
+def test_never_above_the_image_long_side(router, size):
+    img = render_page(*size, text_px=6, lines=20)
+    d = router.route(img, Q)
+    assert d.long_side <= max(size)
+    assert d.raw_long_side <= max(size)
+    assert d.send_size[0] <= size[0] and d.send_size[1] <= size[1]
+
+
+def test_deterministic(router, page_png):
+    assert router.route(page_png, Q) == router.route(page_png, Q)
+
+
+def test_blank_page_goes_to_the_blank_size(router):
+    blank = Image.new("RGB", (1700, 2200), "white")
+    assert measure_text(blank).kind == "blank"
+    assert router.route(blank, Q).long_side == 384
+    assert TextScaleRouter(blank_long_side=512).route(blank, Q).long_side == 512
+
+
+def test_photo_falls_back_to_the_photo_size(router):
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:900, 0:1200]
+    photo = (np.stack([xx / 1200 * 255, yy / 900 * 255, (xx + yy) / 2100 * 255], -1)
+             + rng.normal(0, 25, (900, 1200, 3))).clip(0, 255).astype(np.uint8)
+    img = Image.fromarray(photo)
+    assert measure_text(img).kind == "photo"
+    assert router.route(img, Q).long_side == 1024
+    assert TextScaleRouter(photo_long_side=640).route(img, Q).long_side == 640
+
+
+def test_dark_background_page_measures_like_the_light_one(router, small_text_page, large_text_page):
+    for page in (small_text_page, large_text_page):
+        dark = ImageOps.invert(page)
+        assert measure_text(dark).small_px == pytest.approx(measure_text(page).small_px, abs=1)
+        assert router.route(dark, Q).long_side == pytest.approx(router.route(page, Q).long_side, rel=0.15)
+
+
+def test_rgba_and_l_modes(router, large_text_page):
+    rgb = router.route(large_text_page, Q).long_side
+    gray = large_text_page.convert("L")
+    assert router.route(gray, Q).long_side == rgb
+    # black text on a transparent background: composited on white before measuring
+    alpha = ImageOps.invert(gray)
+    rgba = Image.new("RGBA", large_text_page.size, (0, 0, 0, 0))
+    rgba.putalpha(alpha)
+    assert router.route(rgba, Q).long_side == pytest.approx(rgb, rel=0.1)
+    assert router.route(encode(rgba, "PNG"), Q).long_side == pytest.approx(rgb, rel=0.1)
+
+
+def test_tiny_images(router):
+    for size in [(1, 1), (20, 12), (31, 31)]:
+        d = router.route(Image.new("RGB", size, "white"), Q)
+        assert 1 <= d.long_side <= max(size)
+
+
+def test_route_batch_equals_per_image_route(router, page_image, small_text_page, large_text_page):
+    images = [page_image, small_text_page, large_text_page, Image.new("L", (500, 700), 255)]
+    queries = [Q, "What does footnote 1 say?", Q, Q]
+    batch = router.route_batch(images, queries)
+    assert batch == [router.route(img, q) for img, q in zip(images, queries)]
+
+
+def test_footnote_question_sizes_for_the_smallest_text():
+    page = generate_page(seed=0, index=4, dpi=200, page_size="letter")
+    router = TextScaleRouter()
+    plain = router.route(page.image, 'What is the value of "Due date"?').long_side
+    foot = router.route(page.image, 'According to footnote 1, what is the "Audit code"?').long_side
+    assert foot >= plain
+    m = router.measure(page.image)
+    assert m.min_px < m.small_px
+    off = TextScaleRouter(question_hints=False)
+    assert off.route(page.image, "footnote 1?").long_side == off.route(page.image, "x").long_side
+
+
+def test_options_change_the_size(small_text_page):
+    base = TextScaleRouter(min_text_px=4).route(small_text_page, Q).long_side
+    assert TextScaleRouter(min_text_px=2).route(small_text_page, Q).long_side < base
+    assert TextScaleRouter(min_text_px=2, floor=1000).route(small_text_page, Q).long_side >= 1000
+
+
+def test_policy_clamps_and_targets_apply(small_text_page):
+    r = TextScaleRouter(policy=ResolutionPolicy(max_long_side=800), target="qwen2.5-vl")
+    d = r.route(small_text_page, Q)
+    assert d.long_side == 800
+    assert d.tokens_after < d.tokens_before
+
+
+@pytest.mark.parametrize("bad", [dict(min_text_px=0), dict(quantile=1.5), dict(working_size=10), dict(floor=0)])
+def test_bad_options_are_named(bad):
+    with pytest.raises(ValueError, match=next(iter(bad))):
+        TextScaleRouter(**bad)
+
+
+def test_loaders_give_the_text_scale_router():
+    assert isinstance(load_router("text-scale"), TextScaleRouter)
+    assert isinstance(default_router(), TextScaleRouter)
+    assert load_router(None, min_text_px=5).min_text_px == 5
+
+
+async def test_async_route_matches(router, page_image):
+    assert await router.aroute(page_image, Q) == router.route(page_image, Q)
