@@ -77,9 +77,11 @@ def _cap_long_side(model: CostModel, width: int, height: int) -> int:
 
 
 def _same_view(processed: tuple[int, int], size: tuple[int, int], grid: int | None) -> bool:
-    """True when the provider's processed size is ``size`` scaled (aspect kept) or rounded to its grid."""
-    slack = grid / min(processed) if grid else 0.0
-    return _distortion(processed, *size) <= MAX_DISTORTION + slack
+    """True when the provider's processed size is ``size`` scaled (aspect kept within
+    :data:`MAX_DISTORTION`) or each side rounded to the nearest multiple of its grid."""
+    if _distortion(processed, *size) <= MAX_DISTORTION:
+        return True
+    return bool(grid) and all(abs(p - s) <= grid // 2 for p, s in zip(processed, size))
 
 
 def _ceil_to(value: int, grid: int) -> int:
