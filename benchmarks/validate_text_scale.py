@@ -11,7 +11,7 @@ for ``openai:gpt-4o`` and ``qwen2.5-vl``, and the oracle (smallest sufficient si
 up to the size grid (no extra OCR), used to choose the defaults. ``--cache FILE`` keeps the OCR
 answers between runs.
 
-    python benchmarks/validate_text_scale.py --pages 30 --seed 0 --workers 2 --sweep
+    python benchmarks/validate_text_scale.py --pages 16 --seed 0 --workers 2 --sweep
 """
 
 from __future__ import annotations
@@ -91,10 +91,10 @@ class Scorer:
             for (i, L), a in zip(owners, got):
                 self.answers.setdefault(self.key(i, L), []).append(a)
             print(f"  OCR {min(c + chunk, len(todo))}/{len(todo)}", file=sys.stderr, end="\r")
+            if self.cache_path:  # after every chunk, so an interrupted run resumes
+                self.cache_path.write_text(json.dumps(self.answers))
         if todo:
             print(file=sys.stderr)
-        if self.cache_path:
-            self.cache_path.write_text(json.dumps(self.answers))
 
     def score(self, i: int, qi: int, L: int) -> float:
         return anls(self.answers[self.key(i, L)][qi], self.pages[i].questions[qi].answers)
@@ -127,7 +127,7 @@ def fmt(results) -> str:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--pages", type=int, default=30)
+    ap.add_argument("--pages", type=int, default=16)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--sizes", default="384,512,768,1024,1280")
     ap.add_argument("--workers", type=int, default=2)
