@@ -19,7 +19,7 @@ pytest.importorskip("llama_index.core")
 from conftest import encode, render_page  # noqa: E402
 from llama_index.core import Settings  # noqa: E402
 from llama_index.core.base.base_retriever import BaseRetriever  # noqa: E402
-from llama_index.core.bridge.pydantic import PrivateAttr  # noqa: E402
+from llama_index.core.bridge.pydantic import Field, PrivateAttr  # noqa: E402
 from llama_index.core.instrumentation import get_dispatcher  # noqa: E402
 from llama_index.core.instrumentation.event_handlers import BaseEventHandler  # noqa: E402
 from llama_index.core.instrumentation.span_handlers import SimpleSpanHandler  # noqa: E402
@@ -125,7 +125,7 @@ class CountingRouter(FixedRouter):
 class Collect(BaseEventHandler):
     """Collects CaresResizeEvents from the root dispatcher."""
 
-    events: list = []
+    events: list = Field(default_factory=list)
 
     @classmethod
     def class_name(cls) -> str:
@@ -309,7 +309,6 @@ def test_multimodal_vector_store_index_as_query_engine(llm, page_png):
 def collector():
     root = get_dispatcher()
     handler = Collect()
-    Collect.events = []
     spans = SimpleSpanHandler()
     root.add_event_handler(handler)
     root.add_span_handler(spans)
