@@ -103,12 +103,26 @@ def test_default_target_sizes_for_the_provider_and_counts_tokens(page_data_url):
     assert data["images"][0]["send_size"] == list(img.size)
 
 
-def test_default_router_is_load_router():
+def test_default_router_with_a_token_target(page_data_url, page_b64):
     pytest.importorskip("cares_integrations.textscale")
-    r = CaresImageResizer(target="openai:gpt-4o")
-    out = r.invoke([human(block("image_url"))])
-    assert decode(out[0].content[1]).size[0] <= PAGE.size[0]
-    assert r.router.name
+    model = RecordingChatModel()
+    events = []
+
+    class Catch(BaseCallbackHandler):
+        def on_custom_event(self, name, data, **kwargs):
+            events.append(data)
+
+    resizer_ = CaresImageResizer(target="openai:gpt-4o")  # router: load_router()
+    inputs = [[human({"type": "image_url", "image_url": {"url": page_data_url}})],
+              [human(block("anthropic", b64=page_b64), text="What is the title?")]]
+    (resizer_ | model).batch(inputs, config={"callbacks": [Catch()]})
+    assert len(events) == 2 and {e["router"] for e in events} == {resizer_.router.name}
+    for event in events:
+        img = event["images"][0]
+        assert img["target"] == "openai:gpt-4o" and img["original_size"] == [850, 1100]
+        assert event["tokens_after"] <= event["tokens_before"]
+    sent_sizes = sorted(list(decode(sent[0].content[1]).size) for sent in model.received)
+    assert sent_sizes == sorted(e["images"][0]["send_size"] for e in events)
 
 
 # -- input kinds --------------------------------------------------------------------------------
