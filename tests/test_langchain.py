@@ -222,6 +222,15 @@ async def test_abatch_and_ainvoke_make_one_call_each_off_the_event_loop():
     assert threading.get_ident() not in router.threads  # routing ran in worker threads
 
 
+async def test_stream_and_astream_pass_resized_images_on():
+    model = RecordingChatModel()
+    chain = resizer() | model
+    msg = [human(block("v1"))]
+    assert [c.content for c in chain.stream(msg)] == ["ok"]
+    assert [c.content async for c in chain.astream(msg)] == ["ok"]
+    assert [max(decode(sent[0].content[1]).size) for sent in model.received] == [SMALL, SMALL]
+
+
 def test_invoke_with_many_images_is_one_call():
     router = CountingRouter()
     resizer(router).invoke([human(*(block(f) for f in FORMS))])

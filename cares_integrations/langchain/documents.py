@@ -27,7 +27,8 @@ class CaresDocumentTransformer(BaseDocumentCompressor, BaseDocumentTransformer):
     :func:`cares_integrations.load_image` reads: base64, data URL, bytes, PIL image, path, http(s)
     URL), or from ``page_content`` when ``content_is_image=True`` (base64 or data URL text). The
     resized image is written back in the same place and form; the decision (or why the image was
-    left alone) goes to ``metadata[decision_key]``. Every other metadata key, the id and the
+    left alone) goes to ``metadata[decision_key]``; a ``mime_type`` metadata key, if present,
+    follows the output format. Every other metadata key, the id and the
     content are kept; the input Documents are not modified. Documents without an image come
     back unchanged (as new objects) with no decision key.
 
