@@ -407,3 +407,51 @@ def test_non_monotone_flags_are_justified(name):
 def test_every_non_monotone_class_has_a_counterexample():
     covered = {type(get_target(name)) for name in COUNTEREXAMPLES}
     assert {type(m) for m in NOT_MONOTONE} <= covered
+
+
+# ---------------------------------------------------------------------------------------------
+# cross-check against the real transformers processors (opt-in: importing transformers is slow)
+# ---------------------------------------------------------------------------------------------
+crosscheck = pytest.mark.skipif(
+    not __import__("os").environ.get("CARES_TRANSFORMERS_CROSSCHECK"),
+    reason="set CARES_TRANSFORMERS_CROSSCHECK=1 to compare with the installed transformers",
+)
+
+
+@crosscheck
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("name", "size", "tile"),
+    [("smolvlm", 2048, 512), ("smolvlm-2.2b", 1536, 384), ("idefics3", 1456, 364)],
+)
+def test_idefics3_matches_transformers(name, size, tile):
+    pil = pytest.importorskip("transformers.models.idefics3.image_processing_pil_idefics3")
+    from PIL import Image
+
+    processor = pil.Idefics3ImageProcessorPil(size={"longest_edge": size}, max_image_size={"longest_edge": tile})
+    model = get_target(name)
+    for width, height in [(10, 10), (512, 512), (513, 512), (1700, 2200), (3000, 200), (37, 1999), (2500, 2499)]:
+        out = processor(Image.new("RGB", (width, height)), return_row_col_info=True, do_pad=False)
+        assert len(out["pixel_values"][0]) * model.tokens_per_tile == model.tokens(width, height)
+        assert (out["cols"][0][0], out["rows"][0][0]) == model.tile_grid(width, height)
+
+
+@crosscheck
+@pytest.mark.slow
+def test_llava_onevision_matches_transformers():
+    import types
+
+    proc_mod = pytest.importorskip("transformers.models.llava_onevision.processing_llava_onevision")
+    utils = pytest.importorskip("transformers.image_processing_utils")
+    cls = proc_mod.LlavaOnevisionProcessor
+    model = get_target("llava-onevision")
+    fake = types.SimpleNamespace(
+        image_processor=types.SimpleNamespace(image_grid_pinpoints=[list(p) for p in model.pinpoints]),
+        num_image_tokens=729,
+        vision_aspect_ratio="anyres_max_9",
+    )
+    fake._get_unpadded_features = types.MethodType(cls._get_unpadded_features, fake)
+    for width, height in [(384, 384), (1700, 2200), (1332, 864), (7733, 5016), (100, 3000), (5000, 37)]:
+        assert cls._get_number_of_features(fake, height, width, 384, 384) == model.tokens(width, height)
+        best = utils.select_best_resolution((height, width), model.pinpoints)
+        assert tuple(best) in model.pinpoints
