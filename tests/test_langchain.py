@@ -3,7 +3,6 @@ events, errors and follow-up questions."""
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import subprocess
 import sys
@@ -20,14 +19,12 @@ from langchain_core.prompt_values import ChatPromptValue, StringPromptValue
 from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.runnables import ConfigurableField
 from langchain_core.tracers.base import BaseTracer
-from PIL import Image
 
 from cares_integrations import FixedRouter, ImageDecodeError, ResolutionPolicy
 from cares_integrations.langchain import EVENT_NAME, CaresImageResizer
 from langchain_helpers import (
     CORRUPT_B64,
     FORMS,
-    PAGE,
     PAGE_B64,
     SMALL,
     CountingRouter,
