@@ -447,7 +447,8 @@ def evaluate_router(
         paths = [Path(r.image) if Path(r.image).is_absolute() or base is None else base / r.image for r in chunk]
         for r, p in zip(chunk, paths):
             if not p.is_file():
-                raise FileNotFoundError(f"label {r.id!r}: page image {str(p)!r} not found")
+                raise FileNotFoundError(f"label {r.id!r}: page image {str(p)!r} not found (pass the dataset "
+                                        "folder the labels' image paths are relative to)")
         decisions.extend(router.route_batch([str(p) for p in paths], [r.question for r in chunk], target=target))
         if bar is not None:
             bar.update(len(chunk))
@@ -528,7 +529,8 @@ def plot_savings(report: EvaluationReport, path: str | os.PathLike) -> Path:
     if report.sweep:
         ax.plot([p.retention for p in report.sweep], [p.tokens_saved for p in report.sweep], "-",
                 color="tab:blue", alpha=0.7, label="threshold sweep")
-    markers = {"oracle": ("*", "tab:red", 14), "native": ("s", "black", 7), "labels": ("D", "tab:green", 7)}
+    markers = {"oracle": ("*", "tab:red", 14), "native": ("s", "black", 7), "labels": ("D", "tab:green", 7),
+               "discrete": ("o", "tab:orange", 8), "continuous": ("^", "tab:brown", 9)}
     for p in report.policies + ([report.router] if report.router else []):
         if p.name.startswith("fixed-"):
             style = ("x", "grey", 8)
@@ -537,6 +539,9 @@ def plot_savings(report: EvaluationReport, path: str | os.PathLike) -> Path:
         else:
             style = markers.get(p.name, ("o", "tab:orange", 8))
         ax.plot([p.retention], [p.tokens_saved], style[0], color=style[1], markersize=style[2], label=p.name)
+        if p.name.startswith("fixed-"):
+            ax.annotate(p.name[6:], (p.retention, p.tokens_saved), textcoords="offset points", xytext=(4, 4),
+                        fontsize=7, color="grey")
     ax.set_xlabel("score retained (mean ANLS / native)")
     ax.set_ylabel(f"{unit} saved vs native")
     ax.set_title(f"Savings vs retention ({report.target or 'pixels'}, n={report.n})")
