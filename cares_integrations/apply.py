@@ -37,6 +37,8 @@ class ImageResult:
     skipped_reason: str | None = None
     error: str | None = None
     notes: list[str] = field(default_factory=list)
+    exception: Exception | None = field(default=None, repr=False)
+    """The exception behind ``error``, so a caller can re-raise it with its own context."""
 
     @property
     def changed(self) -> bool:
@@ -76,7 +78,7 @@ def _decode_all(
         except ImageDecodeError as exc:
             if on_error == "raise":
                 raise
-            results[i] = ImageResult(original=img, output=img, error=f"{type(exc).__name__}: {exc}")
+            results[i] = ImageResult(original=img, output=img, error=f"{type(exc).__name__}: {exc}", exception=exc)
     return results, decoded, where
 
 

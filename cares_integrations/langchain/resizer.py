@@ -185,14 +185,14 @@ class CaresImageResizer(RunnableSerializable[LanguageModelInput, LanguageModelIn
             return None
         for loc, result in zip(job.located, job.results):
             if result is not None and result.error:
-                name, _, message = result.error.partition(": ")
-                cls = getattr(errors, name, errors.ImageDecodeError)
-                if not (isinstance(cls, type) and issubclass(cls, errors.ImageDecodeError)):
-                    cls = errors.ImageDecodeError
-                return cls(
+                exc = result.exception
+                cls = type(exc) if isinstance(exc, errors.ImageDecodeError) else errors.ImageDecodeError
+                error = cls(
                     f"image in message {loc.message_index}, content block {loc.block_index} "
-                    f"({loc.ref.form} block): {message or result.error}"
+                    f"({loc.ref.form} block): {exc if exc is not None else result.error}"
                 )
+                error.__cause__ = exc
+                return error
         return None
 
     def _output(self, job: _Job) -> Any:
