@@ -304,6 +304,27 @@ def test_multimodal_vector_store_index_as_query_engine(llm, page_png):
         assert stored.image == b64(page_png) and "cares" not in stored.metadata
 
 
+def test_citation_query_engine_and_multimodal_context_chat_engine(llm, store):
+    from llama_index.core.chat_engine.multi_modal_context import MultiModalContextChatEngine
+    from llama_index.core.query_engine import CitationQueryEngine
+
+    docstore, ids, snapshot = store
+    router = CountingRouter(512)
+    post = CaresImagePostprocessor(router=router, target=TARGET)
+    citation = CitationQueryEngine.from_args(
+        None, retriever=DocstoreRetriever(docstore, ids), llm=llm, multimodal=True, node_postprocessors=[post]
+    )
+    citation.query(QUESTION)
+    chat = MultiModalContextChatEngine.from_defaults(
+        retriever=DocstoreRetriever(docstore, ids), multi_modal_llm=llm, node_postprocessors=[post]
+    )
+    chat.chat(QUESTION)
+    assert router.batches == [(3, [QUESTION] * 3)] * 2
+    sent = llm.sent_images()
+    assert len(sent) == 6 and all(max(decode_block(b).size) == 512 for b in sent)
+    assert_docstore_unchanged(docstore, snapshot)
+
+
 # -- decisions: instrumentation event, span, metadata -----------------------------------------------
 @pytest.fixture
 def collector():
