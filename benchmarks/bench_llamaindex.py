@@ -88,7 +88,7 @@ def tiny_gate() -> Router:
     return CaresGateRouter(backbone, GateHead(config.in_dim, config.hidden_dim, config.n_classes).eval(), config)
 
 
-def median_time(fn: Callable[[], Any], before: Callable[[], None] | None) -> float:
+def time_once(fn: Callable[[], Any], before: Callable[[], None] | None) -> float:
     if before:
         before()
     start = time.perf_counter()
@@ -112,7 +112,7 @@ def bench(name: str, router: Router, nodes: list[NodeWithScore], target: str, re
     for _ in range(repeat):
         for key, fn in runs.items():
             before = counter.calls
-            times[key].append(median_time(fn, clear))
+            times[key].append(time_once(fn, clear))
             calls[key] = counter.calls - before
     med = {k: statistics.median(v) for k, v in times.items()}
     return (

@@ -14,7 +14,6 @@ Run: ``python examples/llamaindex_query_engine.py`` (no network, no GPU, no mode
 
 from __future__ import annotations
 
-import io
 import tempfile
 from pathlib import Path
 from typing import Any
