@@ -449,6 +449,35 @@ def test_remote_url_is_left_alone_unless_the_fetch_policy_allows_it(page_png):
     assert "not allow-listed" in out[0].node.metadata["cares"]["skipped_reason"] and fenced.batches == []
 
 
+@pytest.fixture
+def local_server(tmp_path, page_png):
+    """Serves page.png over http on localhost (no outside network needed)."""
+    import functools
+    import http.server
+
+    (tmp_path / "page.png").write_bytes(page_png)
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    handler.log_message = lambda *args, **kwargs: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/page.png"
+    server.shutdown()
+    server.server_close()
+
+
+def test_allowed_remote_url_is_fetched_resized_and_inlined(local_server):
+    remote = ImageNode(image_url=local_server, text="remote page")
+    router = CountingRouter(512, fetch=FetchPolicy(allowed_hosts=["127.0.0.1"]))
+    [out] = CaresImagePostprocessor(router=router, target=TARGET).postprocess_nodes(
+        [NodeWithScore(node=remote, score=1.0)], query_str=QUESTION)
+    assert router.batches == [(1, [QUESTION])]
+    # the URL is cleared (LLM integrations would send it instead of the bytes) and kept in the decision
+    assert out.node.image_url is None and out.node.metadata["cares"]["source"]["image_url"] == local_server
+    assert max(decode_block(out.node.get_content_blocks()[0]).size) == 512
+    assert remote.image_url == local_server and remote.image is None
+
+
 def test_eight_pages_one_router_call(page_png):
     router = CountingRouter(768)
     nodes = [NodeWithScore(node=ImageNode(image=b64(page_png), text=f"p{i}"), score=1 - i / 10) for i in range(8)]
