@@ -66,23 +66,34 @@ def sample_key(sample: Mapping[str, Any]) -> str:
 def _describe_backbone(backbone: Any) -> dict[str, Any]:
     """Everything about a backbone that changes its features, as plain JSON values."""
     desc: dict[str, Any] = {"class": type(backbone).__name__}
-    for attr in ("model_id", "name_or_path", "revision", "pooling", "preprocessing", "feature_layers"):
+    # feature_layers is left out on purpose: the layer is part of each cached row's key, and a
+    # layer's features do not depend on how many layers above it were kept.
+    for attr in ("model_id", "name_or_path", "revision", "pooling", "preprocessing", "tile_size"):
         value = getattr(backbone, attr, None)
         if value is not None:
             desc[attr] = value if isinstance(value, (str, int, float, bool)) else repr(value)
     model = getattr(backbone, "model", None)
     config = getattr(model, "config", None)
-    if config is not None and hasattr(config, "to_json_string"):
-        desc["model_config"] = hashlib.sha1(config.to_json_string().encode()).hexdigest()
-    if model is not None and hasattr(model, "parameters"):
+    if config is not None and hasattr(config, "to_dict"):
+        # Truncating text layers (a gate keeps only those up to its feature layer) changes the
+        # config's layer count but not any kept layer's features: leave those keys out.
+        desc["model_config"] = hashlib.sha1(
+            json.dumps(_without_layer_counts(config.to_dict()), sort_keys=True, default=repr).encode()
+        ).hexdigest()
+    if getattr(backbone, "num_base_layers", None) is not None:
+        desc["num_base_layers"] = int(backbone.num_base_layers)
+    if model is not None and hasattr(model, "named_parameters"):
         import torch
 
+        text_layers = getattr(getattr(backbone, "text_model", None), "layers", None)
+        skip = {id(p) for p in text_layers.parameters()} if text_layers is not None else set()
         h = hashlib.sha1()
         with torch.no_grad():
-            for i, p in enumerate(model.parameters()):
-                if i >= 64:
-                    break
+            for name, p in model.named_parameters():
+                if id(p) in skip:
+                    continue
                 flat = p.detach().float().reshape(-1)
+                h.update(name.encode())
                 h.update(np.asarray(flat[:256].cpu().numpy(), dtype=np.float32).tobytes())
                 h.update(str(tuple(p.shape)).encode())
         desc["weights"] = h.hexdigest()
@@ -92,6 +103,15 @@ def _describe_backbone(backbone: Any) -> dict[str, Any]:
         if image_processor is not None and hasattr(image_processor, "to_json_string"):
             desc["image_processor"] = hashlib.sha1(image_processor.to_json_string().encode()).hexdigest()
     return desc
+
+
+def _without_layer_counts(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: _without_layer_counts(v) for k, v in obj.items()
+                if k not in ("num_hidden_layers", "layer_types", "_name_or_path", "transformers_version")}
+    if isinstance(obj, list):
+        return [_without_layer_counts(v) for v in obj]
+    return obj
 
 
 def backbone_fingerprint(backbone: Any, *, extra: Mapping[str, Any] | None = None) -> str:

@@ -332,7 +332,7 @@ def train_head(
     ``label_smoothing``, ``class_weights``, ``val_fraction``, ``patience``, ``split`` ...)."""
     import torch
 
-    from ..gate import GateHead
+    from ..gate.head import GateHead
 
     x = np.asarray(features, dtype=np.float32)
     if x.ndim != 2:
@@ -487,7 +487,8 @@ def train_gate_from_labels(
     config = _gate_config(GateConfig, backbone, base_model=base_model, revision=revision, layer=best.layer,
                           pooling=pooling, preprocessing=preprocessing, bins=resolutions,
                           temperature=best.temperature, in_dim=int(feats.features[best.layer].shape[1]),
-                          hidden=hidden, n_classes=n_classes)
+                          hidden=hidden, n_classes=n_classes,
+                          labels=f"target {records[0].get('target', '?')}, {len(records)} samples from {labels_path.name}")
     save_gate(out, config, head)
     report = GateTrainingReport(out_dir=out, feature_layer=int(best.layer), temperature=best.temperature,
                                 val_metrics=best.val_metrics, per_layer=per_layer, n_samples=len(records),
@@ -507,8 +508,7 @@ def extract_features_for(records, backbone, layers, base_dir, cache_dir, batch_s
 
 def _gate_config(GateConfig: Callable[..., Any], backbone: Any, **values: Any) -> Any:
     """Build the gate's :class:`~cares_integrations.gate.GateConfig` from what training knows."""
-    fields = getattr(GateConfig, "model_fields", {})
-    mapping: dict[str, Any] = {
+    fields: dict[str, Any] = {
         "base_model": values["base_model"],
         "base_model_revision": values["revision"],
         "feature_layers": (int(values["layer"]),),
@@ -519,10 +519,9 @@ def _gate_config(GateConfig: Callable[..., Any], backbone: Any, **values: Any) -
         "in_dim": int(values["in_dim"]),
         "hidden_dim": int(values["hidden"]),
         "n_classes": int(values["n_classes"]),
-        "labels": values.get("labels"),
     }
-    for name in ("tile_size", "num_base_layers"):
-        value = getattr(backbone, name, None)
-        if isinstance(value, int):
-            mapping[name] = value
-    return GateConfig(**{k: v for k, v in mapping.items() if k in fields and v is not None})
+    if values.get("labels"):
+        fields["labels"] = values["labels"]
+    if hasattr(backbone, "gate_config"):
+        return backbone.gate_config(**fields)
+    return GateConfig(**fields)
