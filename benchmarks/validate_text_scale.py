@@ -234,7 +234,7 @@ def main(argv=None) -> int:
         for quantile in (0.02, 0.05, 0.1, 0.2):
             for i, p in enumerate(pages):
                 measures[(quantile, i)] = TextScaleRouter(quantile=quantile).measure(p.image)
-        for mt in (5.0, 6.0, 7.0, 8.0, 9.0):
+        for mt in (4.0, 4.5, 5.0, 5.5, 6.0, 7.0, 8.0):
             for quantile in (0.02, 0.05, 0.1, 0.2):
                 line = []
                 for hints in (False, True):

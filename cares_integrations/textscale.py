@@ -37,9 +37,9 @@ from .router import Prediction, Router
 
 __all__ = ["TextScaleRouter", "TextMeasure", "measure_text"]
 
-DEFAULT_MIN_TEXT_PX = 7.0
+DEFAULT_MIN_TEXT_PX = 5.0
 DEFAULT_WORKING_SIZE = 2400
-DEFAULT_QUANTILE = 0.05
+DEFAULT_QUANTILE = 0.02
 DEFAULT_FLOOR = 384
 DEFAULT_PHOTO_LONG_SIDE = 1024
 DEFAULT_BLANK_LONG_SIDE = 384
