@@ -20,6 +20,7 @@ from .payload import DecodedImage, FetchPolicy, SourceKind, load_image
 from .policy import ResolutionPolicy
 from .resize import fit_long_side, resize, resize_image
 from .router import FixedRouter, Prediction, Router
+from .textscale import TextScaleRouter
 
 __version__ = "0.1.0"
 
@@ -38,6 +39,7 @@ __all__ = [
     "RouteDecision",
     "Router",
     "SourceKind",
+    "TextScaleRouter",
     "UnknownTargetError",
     "aroute_and_resize",
     "default_router",
