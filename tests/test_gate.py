@@ -275,6 +275,22 @@ def test_bad_checkpoints_give_clear_errors(tiny_model, gate_dir, tmp_path):
         GateConfig(base_model="x", feature_layers=2, in_dim=8, format_version=99)
 
 
+def test_hub_ids_download_through_hf_hub(gate_dir, monkeypatch, pages):
+    """The hub code path, with hf_hub_download answered from a local folder (no network here)."""
+    import huggingface_hub
+
+    asked = []
+
+    def fake_download(repo_id, filename, revision=None, **kwargs):
+        asked.append((repo_id, filename, revision))
+        return str(gate_dir / filename)
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", fake_download)
+    router = load_gate("someone/cares-gate", revision="v1", device="cpu")
+    assert asked == [("someone/cares-gate", CONFIG_NAME, "v1"), ("someone/cares-gate", "head.safetensors", "v1")]
+    assert router.config.feature_layers == (2,)
+
+
 def test_head_matches_research_layout():
     head = GateHead(10, 7, 3)
     assert sorted(head.state_dict()) == ["0.bias", "0.weight", "1.bias", "1.weight", "3.bias", "3.weight"]
