@@ -32,24 +32,7 @@ from cares_integrations.tokens import visual_tokens  # noqa: E402
 from cares_integrations.training.ocr import OcrReader  # noqa: E402
 from cares_integrations.training.synthetic import generate_pages  # noqa: E402
 
-try:
-    from cares_integrations.training.anls import anls  # the library's scorer
-except ImportError:  # pragma: no cover - before the training package has it
-    def anls(prediction, answers):
-        def lev(a, b):
-            prev = list(range(len(b) + 1))
-            for i, ca in enumerate(a, 1):
-                cur = [i]
-                for j, cb in enumerate(b, 1):
-                    cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb)))
-                prev = cur
-            return prev[-1]
-
-        def norm(s):
-            return " ".join(s.lower().split())
-
-        p = norm(prediction)
-        return max(1 - lev(p, norm(a)) / max(len(p), len(norm(a)), 1) for a in answers)
+from cares_integrations.training.anls import anls  # noqa: E402
 
 TAU = 0.85
 TARGETS = ("openai:gpt-4o", "qwen2.5-vl")

@@ -35,6 +35,7 @@ from typing import Sequence
 from PIL import Image
 
 from .._optional import require
+from .anls import levenshtein
 from .targets import Target
 
 __all__ = ["OcrReader", "OcrWord", "ParsedQuestion", "parse_question", "answer_from_words", "TesseractMissingError"]
@@ -98,17 +99,12 @@ def _norm_token(text: str) -> str:
 
 
 def _similarity(a: str, b: str) -> float:
+    """1 - normalised edit distance of two already-normalised tokens."""
     if a == b:
         return 1.0
     if not a or not b:
         return 0.0
-    prev = list(range(len(b) + 1))
-    for i, ca in enumerate(a, 1):
-        cur = [i]
-        for j, cb in enumerate(b, 1):
-            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb)))
-        prev = cur
-    return 1.0 - prev[-1] / max(len(a), len(b))
+    return 1.0 - levenshtein(a, b) / max(len(a), len(b))
 
 
 @dataclass(frozen=True)
