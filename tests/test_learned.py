@@ -1,0 +1,137 @@
+"""The learned default router: shipped weights, determinism, batching, question sensitivity."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from conftest import render_page
+
+from cares_integrations import ResolutionPolicy, load_image
+from cares_integrations.errors import CheckpointError
+from cares_integrations.learned import (
+    DEFAULT_MODEL_DIR,
+    LearnedDefaultRouter,
+    build_net,
+    encode_inputs,
+    page_view,
+    question_features,
+    save_learned,
+)
+from cares_integrations.training.train import fit_classifier
+
+QUESTIONS = [
+    'What is the value of "Due date"?',
+    'According to footnote 2, what is the "Audit code"?',
+    'In the table, what is the value in row "Valves" and column "Q3"?',
+]
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Train with one intra-op thread: on a small shared CPU machine two threads contend and run
+    several times slower on these tiny models; restored afterwards."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    return LearnedDefaultRouter()
+
+
+def test_shipped_weights_load_and_route(shipped, page_image):
+    assert (DEFAULT_MODEL_DIR / "model.safetensors").stat().st_size < 5 * 1024 * 1024
+    d = shipped.route(page_image, QUESTIONS[0], target="openai:gpt-4o")
+    assert d.router == "learned-default"
+    assert d.bins == list(shipped.policy.bins) and len(d.probabilities) == len(d.bins)
+    assert sum(d.probabilities) == pytest.approx(1.0, abs=1e-5)
+    assert 1 <= d.long_side <= max(page_image.size)
+    assert d.tokens_after <= d.tokens_before
+
+
+def test_deterministic_and_batch_equals_single(shipped, page_png):
+    small = render_page(600, 800, text_px=22)
+    tiny = render_page(1700, 2200, text_px=9)
+    images = [page_png, small, tiny, page_png]
+    qs = [QUESTIONS[0], QUESTIONS[1], QUESTIONS[2], QUESTIONS[1]]
+    batch = shipped.route_batch(images, qs)
+    again = shipped.route_batch(images, qs)
+    singles = [shipped.route(img, q) for img, q in zip(images, qs)]
+    for a, b, c in zip(batch, again, singles):
+        assert a == b
+        np.testing.assert_allclose(a.probabilities, c.probabilities, atol=1e-5)
+        assert abs(a.long_side - c.long_side) <= 1
+
+
+def test_inputs_are_well_formed(page_image):
+    v = page_view(page_image, 64)
+    assert v.shape == (64, 64) and v.dtype == np.float32
+    assert 0 <= v.min() and v.max() <= 1
+    assert v[:, 60:].sum() == 0  # portrait page: padding on the right stays empty
+    dark = page_view(page_image.point(lambda p: 255 - p), 64)
+    np.testing.assert_allclose(dark, v, atol=0.02)  # dark background flipped to ink-on-paper
+    q1, q2 = question_features("What is the total?", 64), question_features("What is the footnote?", 64)
+    assert q1.shape == (64,) and np.linalg.norm(q1) == pytest.approx(1.0)
+    assert not np.allclose(q1, q2)
+    np.testing.assert_array_equal(question_features("Total 12", 64), question_features("total 99", 64))
+
+
+def train_question_sensitive(tmp_path):
+    """A small gate trained here: the label is decided by the question alone."""
+    config = {"bins": [384, 768, 1024], "view_size": 32, "question_dim": 64, "channels": [4, 8],
+              "question_hidden": 16, "hidden": 16, "temperature": 1.0}
+    rng = np.random.default_rng(0)
+    pages = [render_page(300 + 10 * i, 400, text_px=8 + i % 5, lines=12) for i in range(6)]
+    words = {0: "heading title", 1: "table cell", 2: "footnote fine print"}
+    images, qs, y = [], [], []
+    for i in range(150):
+        cls = int(rng.integers(0, 3))
+        images.append(pages[i % len(pages)])
+        qs.append(f"What is the {words[cls]} value of item {int(rng.integers(0, 99))}?")
+        y.append(cls)
+    torch.manual_seed(0)
+    net = build_net(config)
+    result = fit_classifier(net, list(encode_inputs(images, qs, config)), y, n_classes=3, epochs=25, lr=1e-2,
+                            seed=0)
+    config["temperature"] = result.temperature
+    return save_learned(tmp_path / "gate", config, net.eval()), result
+
+
+def test_question_changes_the_decision(tmp_path, page_image):
+    folder, result = train_question_sensitive(tmp_path)
+    assert result.val_metrics["accuracy"] > 0.9
+    router = LearnedDefaultRouter(folder)
+    heading = router.route(page_image, "What is the heading title value of item 3?")
+    footnote = router.route(page_image, "What is the footnote fine print value of item 3?")
+    assert heading.probabilities != footnote.probabilities
+    assert heading.long_side < footnote.long_side
+    assert np.argmax(heading.probabilities) == 0 and np.argmax(footnote.probabilities) == 2
+    # saved and reloaded: identical decisions
+    assert LearnedDefaultRouter(folder).route(page_image, "footnote") == router.route(page_image, "footnote")
+
+
+def test_policy_and_checkpoint_errors(tmp_path, shipped):
+    with pytest.raises(ValueError, match="bins"):
+        LearnedDefaultRouter(policy=ResolutionPolicy(bins=(100, 200)))
+    discrete = LearnedDefaultRouter(policy=ResolutionPolicy(bins=shipped.policy.bins, mode="discrete"))
+    d = discrete.route(render_page(), QUESTIONS[1])
+    assert d.mode == "discrete" and d.raw_long_side in shipped.policy.bins
+    with pytest.raises(CheckpointError, match="expected config.json"):
+        LearnedDefaultRouter(tmp_path)
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "config.json").write_text(json.dumps({"format": "something-else"}))
+    (bad / "model.safetensors").write_bytes(b"")
+    with pytest.raises(CheckpointError, match="not a cares-learned-default"):
+        LearnedDefaultRouter(bad)
+
+
+def test_decoded_inputs_of_every_form_agree(shipped, page_png, page_b64, page_image):
+    forms = [page_png, page_b64, page_image, load_image(page_png)]
+    ds = shipped.route_batch(forms, QUESTIONS[2])
+    assert len({d.long_side for d in ds}) == 1
