@@ -135,3 +135,22 @@ def test_decoded_inputs_of_every_form_agree(shipped, page_png, page_b64, page_im
     forms = [page_png, page_b64, page_image, load_image(page_png)]
     ds = shipped.route_batch(forms, QUESTIONS[2])
     assert len({d.long_side for d in ds}) == 1
+
+
+def test_recipe_splits_by_page_and_judges_honestly():
+    from cares_integrations.training.recipe import split_pages, verdict
+
+    pages = [f"p{i}" for i in range(40)]
+    assign = split_pages(pages * 3, seed=0)  # several questions per page: one assignment per page
+    assert set(assign) == set(pages)
+    assert sorted(assign.values()).count("test") == 10 and sorted(assign.values()).count("val") == 6
+    assert split_pages(pages, seed=0) == assign and split_pages(pages, seed=1) != assign
+
+    def table(learned, text):
+        return {"learned-default": dict(zip(("retention", "tokens_saved"), learned)),
+                "text-scale": dict(zip(("retention", "tokens_saved"), text))}
+
+    assert verdict({"t": table((0.99, 0.30), (0.99, 0.20))})["learned_beats_text_scale"]
+    assert not verdict({"t": table((0.98, 0.30), (0.99, 0.20))})["learned_beats_text_scale"]  # lower retention
+    assert not verdict({"t": table((0.99, 0.30), (0.99, 0.20)),
+                        "u": table((0.99, 0.10), (0.99, 0.20))})["learned_beats_text_scale"]  # every target

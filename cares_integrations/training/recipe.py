@@ -310,18 +310,22 @@ def verdict(results: dict[str, dict[str, dict[str, float]]], *, tolerance: float
 
 # -- 6: report -----------------------------------------------------------------------------------
 def markdown_table(results: dict[str, dict[str, dict[str, float]]]) -> str:
-    """The held-out comparison as a Markdown table (targets side by side)."""
+    """The held-out comparison as a Markdown table (targets side by side; routing time per
+    question measured in the same run, pages already decoded)."""
     targets = list(results)
     names = list(results[targets[0]])
-    head = "| router | " + " | ".join(f"{t}: retention | {t}: tokens saved" for t in targets) + " | mean long side |"
-    sep = "|---|" + "---|---|" * len(targets) + "---|"
+    head = ("| router | " + " | ".join(f"{t}: retention | {t}: tokens saved" for t in targets)
+            + " | mean long side | ms / question |")
+    sep = "|---|" + "---|---|" * len(targets) + "---|---|"
     rows = [head, sep]
     for name in names:
         cells = []
         for t in targets:
             m = results[t][name]
             cells += [f"{m['retention']:.3f}", f"{100 * m['tokens_saved']:.1f}%"]
-        rows.append(f"| {name} | " + " | ".join(cells) + f" | {results[targets[0]][name]['mean_long_side']:.0f} |")
+        first = results[targets[0]][name]
+        timing = f"{first['ms_per_sample']:.1f}" if first["ms_per_sample"] else "-"
+        rows.append(f"| {name} | " + " | ".join(cells) + f" | {first['mean_long_side']:.0f} | {timing} |")
     return "\n".join(rows)
 
 
