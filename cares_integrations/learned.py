@@ -236,12 +236,21 @@ class LearnedDefaultRouter(Router):
     calibrated class probabilities over its bins (``softmax(logits / temperature + class_bias)``:
     the temperature is fitted on validation pages, the optional ``class_bias`` is the operating
     point chosen on them, a log-prior shift toward larger bins); the policy
-    (continuous by default) turns them into a long side. Runs on CPU in a few ms per page.
+    (continuous by default) turns them into a long side. Runs on CPU in tens of ms per page,
+    most of it the text measurement.
+
+    ``num_threads`` (default 1): torch threads for the forward pass. The network is so small that
+    more threads only add contention (on the busy 2-core dev machine two threads made the forward
+    pass 40x slower); torch's setting is process-wide, so it is set for the call and restored.
+    None leaves torch's setting alone.
     """
 
     name = "learned-default"
 
-    def __init__(self, path: str | os.PathLike | None = None, **options: Any) -> None:
+    def __init__(self, path: str | os.PathLike | None = None, *, num_threads: int | None = 1,
+                 **options: Any) -> None:
+        if num_threads is not None and int(num_threads) < 1:
+            raise ValueError(f"num_threads must be a positive number of threads or None, got {num_threads}")
         config, net = load_learned(path or DEFAULT_MODEL_DIR)
         bins = tuple(int(b) for b in config["bins"])
         policy = options.pop("policy", None)
@@ -257,13 +266,21 @@ class LearnedDefaultRouter(Router):
         if len(bias) != len(bins):
             raise CheckpointError(f"class_bias has {len(bias)} values for {len(bins)} bins")
         self.class_bias = torch.tensor([float(b) for b in bias], dtype=torch.float32)
+        self.num_threads = None if num_threads is None else int(num_threads)
         self._lock = threading.Lock()
 
     def predict_proba(self, images: Sequence[Image.Image], questions: Sequence[str]) -> np.ndarray:
         """Calibrated class probabilities (n, len(bins)) for PIL pages and their questions."""
         views, qs, stats = encode_inputs(images, questions, self.config)
         with self._lock, torch.inference_mode():
-            logits = self.net(torch.from_numpy(views), torch.from_numpy(qs), torch.from_numpy(stats))
+            before = torch.get_num_threads()
+            if self.num_threads is not None and before != self.num_threads:
+                torch.set_num_threads(self.num_threads)
+            try:
+                logits = self.net(torch.from_numpy(views), torch.from_numpy(qs), torch.from_numpy(stats))
+            finally:
+                if torch.get_num_threads() != before:
+                    torch.set_num_threads(before)
             return torch.softmax(logits.float() / self.temperature + self.class_bias, dim=-1).numpy()
 
     def _predict(self, images: list[DecodedImage], queries: list[str]) -> list[Prediction]:

@@ -154,3 +154,11 @@ def test_recipe_splits_by_page_and_judges_honestly():
     assert not verdict({"t": table((0.98, 0.30), (0.99, 0.20))})["learned_beats_text_scale"]  # lower retention
     assert not verdict({"t": table((0.99, 0.30), (0.99, 0.20)),
                         "u": table((0.99, 0.10), (0.99, 0.20))})["learned_beats_text_scale"]  # every target
+
+
+def test_forward_thread_setting_is_restored(shipped, page_image):
+    torch.set_num_threads(2)
+    shipped.route(page_image, QUESTIONS[0])
+    assert torch.get_num_threads() == 2  # the router's 1-thread forward pass does not leak
+    with pytest.raises(ValueError, match="num_threads"):
+        LearnedDefaultRouter(num_threads=0)
