@@ -161,6 +161,16 @@ def test_features_match_the_untruncated_model(tiny_model, full_model, pages, pre
             processor.fake_image_token_id) > 2)
 
 
+@pytest.mark.parametrize("pooling", ["mean", "last"])
+def test_generic_path_matches_the_spliced_one(tiny_model, pages, pooling):
+    """Architectures without the splice path run processor + model; same features for Idefics3."""
+    backbone = ProxyBackbone.from_pretrained(str(tiny_model), pooling=pooling, device="cpu")
+    spliced = backbone.features(pages, QUESTIONS)
+    backbone.splice = False
+    generic = backbone.features(pages, QUESTIONS)
+    assert torch.allclose(spliced, generic, atol=1e-5)
+
+
 def test_truncation_removes_layers(tiny_model, full_model):
     model, _ = full_model
     backbone = ProxyBackbone.from_pretrained(str(tiny_model), device="cpu")

@@ -308,7 +308,8 @@ class ProxyBackbone:
             pixel_mask = pixel_mask.to(self.device)
         self.vision_calls += 1
         out = self.model.get_image_features(pixel_values, pixel_mask, return_dict=True)
-        feats = out.pooler_output
+        # transformers 5 returns an output object (per-image list in pooler_output); 4.x a tensor
+        feats = out if isinstance(out, torch.Tensor) else out.pooler_output
         if isinstance(feats, torch.Tensor):
             feats = list(feats.reshape(len(pils), -1, feats.shape[-1]))
         rows = [r[0] for r in enc["rows"]]
@@ -362,7 +363,7 @@ class ProxyBackbone:
         texts = [self.prompt(q) for q in queries]
         enc = self.processor(
             text=texts, images=[[img] for img in self._prepare_generic(pils)], padding=True,
-            padding_side="right", return_tensors="pt",
+            padding_side="right", return_tensors="pt", **self.image_kwargs(),
         )
         enc = {k: (v.to(self.device) if isinstance(v, torch.Tensor) else v) for k, v in enc.items()}
         if "pixel_values" in enc:
