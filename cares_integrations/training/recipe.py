@@ -155,10 +155,12 @@ class _Indexed:
 
 
 def train_learned(records: list[Any], dataset: Path, assign: dict[str, str], *, seed: int, epochs: int = 40,
-                  config: dict[str, Any] | None = None, progress: bool = True) -> tuple[dict[str, Any], Any, Any]:
-    """Train the learned gate on the train pages; early stop + calibrate on the val pages.
+                  config: dict[str, Any] | None = None, progress: bool = True
+                  ) -> tuple[dict[str, Any], Any, Any, dict[str, Any]]:
+    """Train the learned gate on the train pages; early stop, calibrate and pick the operating
+    point on the val pages.
 
-    Returns (config with the fitted temperature, net, TrainResult)."""
+    Returns (config with the fitted temperature and class bias, net, TrainResult, operating point)."""
     import torch
     from PIL import Image
 
@@ -198,8 +200,8 @@ def train_learned(records: list[Any], dataset: Path, assign: dict[str, str], *, 
     net.eval()
     val_records = [keep[i] for i in split[1]]
     val_probs = result.predict_proba(idx[split[1]], qs[split[1]], st[split[1]])
-    config["class_bias"], result.operating_point = choose_operating_point(val_records, dataset, val_probs)
-    return config, net, result
+    config["class_bias"], operating_point = choose_operating_point(val_records, dataset, val_probs)
+    return config, net, result, operating_point
 
 
 BIAS_GRID: tuple[float, ...] = tuple(round(0.25 * i, 2) for i in range(17))
@@ -348,7 +350,7 @@ def run_recipe(out: str | os.PathLike, *, pages: int = 120, seed: int = 0, epoch
     label_seconds = time.time() - t0
     records = load_labels(labels_path)
     assign = split_pages([_page_of(r) for r in records], seed)
-    config, net, result = train_learned(records, dataset, assign, seed=seed, epochs=epochs)
+    config, net, result, operating_point = train_learned(records, dataset, assign, seed=seed, epochs=epochs)
     model_dir = save_learned(out / "model", config, net)
 
     test = [r for r in records if assign[_page_of(r)] == "test"]
@@ -368,7 +370,7 @@ def run_recipe(out: str | os.PathLike, *, pages: int = 120, seed: int = 0, epoch
         "test_samples": len(test),
         "label_counts": np.bincount([r.label for r in records], minlength=len(RESOLUTIONS)).tolist(),
         "train": {"best_epoch": result.best_epoch, "temperature": result.temperature,
-                  "operating_point": getattr(result, "operating_point", None),
+                  "operating_point": operating_point,
                   "val_metrics": {k: v for k, v in result.val_metrics.items()}, "epochs_run": len(result.history)},
         "results": results, "verdict": decision,
         "seconds": {"total": time.time() - t0, "labeling_and_generation": label_seconds},
@@ -420,7 +422,10 @@ def write_docs_figures(report: dict[str, Any], table: str) -> None:
         "",
         f"Validation (calibrated): accuracy {m['accuracy']:.3f}, macro-F1 {m['macro_f1']:.3f}, NLL {m['nll']:.3f} "
         f"(uncalibrated {m['nll_uncalibrated']:.3f}), ECE {m['ece']:.3f} (uncalibrated {m['ece_uncalibrated']:.3f}); "
-        f"temperature {report['train']['temperature']:.3f}. Weights: {report['model_bytes'] / 1024:.0f} KiB.",
+        f"temperature {report['train']['temperature']:.3f}. Operating point chosen on the validation pages: "
+        f"lambda = {report['train']['operating_point']['lambda']} (text-scale retention there "
+        f"{report['train']['operating_point']['text_scale_val_retention']:.3f}). "
+        f"Weights: {report['model_bytes'] / 1024:.0f} KiB.",
         "",
         "Held-out pages (never seen in training):",
         "",

@@ -438,9 +438,8 @@ def train_gate_from_labels(
     Writes the gate (``save_gate``: ``cares_gate.json`` + ``head.safetensors``) and
     ``training_report.json``; ``cares_integrations.load_router(out_dir)`` then loads it.
     """
-    import torch
-
     from ..gate import GateConfig, GateHead, ProxyBackbone, save_gate
+    from .features import extract_features
 
     labels_path = Path(labels_path)
     records = read_labels(labels_path)
@@ -468,8 +467,9 @@ def train_gate_from_labels(
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    feats = extract_features_for(records, backbone, layers, base, cache_dir or out / "feature_cache",
-                                 feature_batch_size, progress)
+    feats = extract_features(records, backbone, layers=layers, base_dir=base,
+                             cache_dir=cache_dir or out / "feature_cache", batch_size=feature_batch_size,
+                             progress=progress)
     split = stratified_split(y, val_fraction, seed)
     per_layer: dict[int, dict[str, Any]] = {}
     best: TrainResult | None = None
@@ -494,16 +494,7 @@ def train_gate_from_labels(
                                 val_metrics=best.val_metrics, per_layer=per_layer, n_samples=len(records),
                                 bins=resolutions, result=best)
     (out / "training_report.json").write_text(json.dumps(report.as_dict(), indent=2))
-    del torch
     return report
-
-
-def extract_features_for(records, backbone, layers, base_dir, cache_dir, batch_size, progress):
-    """Features for label records (thin wrapper over :func:`~.features.extract_features`)."""
-    from .features import extract_features
-
-    return extract_features(records, backbone, layers=layers, base_dir=base_dir, cache_dir=cache_dir,
-                            batch_size=batch_size, progress=progress)
 
 
 def _gate_config(GateConfig: Callable[..., Any], backbone: Any, **values: Any) -> Any:
