@@ -50,11 +50,35 @@ __all__ = [
     "resize_image",
     "route_and_resize",
     "__version__",
+    # imported lazily on first use (see __getattr__)
+    "CaresGateRouter",
+    "GateConfig",
+    "GateHead",
+    "MicroBatcher",
+    "ProxyBackbone",
+    "load_gate",
+    "save_gate",
+    "list_targets",
+    "processed_size",
+    "send_size",
+    "visual_tokens",
 ]
 
 
+_GATE_EXPORTS = ("CaresGateRouter", "GateConfig", "GateHead", "ProxyBackbone", "load_gate", "save_gate")
+
+
 def __getattr__(name: str):
-    # The token models live in their own module; expose the two everyday functions lazily.
+    # Heavy or optional pieces are imported on first use: the gate pulls in torch and
+    # transformers, which a user of the default router never needs to load.
+    if name in _GATE_EXPORTS:
+        from . import gate
+
+        return getattr(gate, name)
+    if name == "MicroBatcher":
+        from .batching import MicroBatcher
+
+        return MicroBatcher
     if name in ("visual_tokens", "processed_size", "list_targets"):
         from . import tokens
 

@@ -46,6 +46,14 @@ def _as_queries(queries: str | Sequence[str], n: int) -> list[str]:
     return queries
 
 
+def _batch_args(images: Sequence[ImageInput], queries: str | Sequence[str]) -> tuple[list[ImageInput], list[str]]:
+    """Check a batch's arguments: a sequence of images and one query each (or one for all)."""
+    if isinstance(images, (str, bytes)) or not isinstance(images, Sequence):
+        raise TypeError("a batch takes a sequence of images; use route()/aroute() for a single image")
+    images = list(images)
+    return images, _as_queries(queries, len(images))
+
+
 class Router(ABC):
     """Base class of every router.
 
@@ -97,12 +105,10 @@ class Router(ABC):
 
         ``queries`` is one question per image, or a single string used for all of them.
         """
-        if isinstance(images, (str, bytes)) or not isinstance(images, Sequence):
-            raise TypeError("route_batch takes a sequence of images; use route() for a single image")
-        decoded = [self._decode(img) for img in images]
-        qs = _as_queries(queries, len(decoded))
-        if not decoded:
+        images, qs = _batch_args(images, queries)
+        if not images:
             return []
+        decoded = [self._decode(img) for img in images]
         predictions = self._predict(decoded, qs)
         if len(predictions) != len(decoded):
             raise RuntimeError(f"{self.name} returned {len(predictions)} predictions for {len(decoded)} images")

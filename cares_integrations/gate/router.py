@@ -13,7 +13,7 @@ from ..batching import MicroBatcher
 from ..decision import RouteDecision
 from ..payload import DecodedImage, ImageInput
 from ..policy import ResolutionPolicy
-from ..router import _UNSET, Prediction, Router, _as_queries
+from ..router import _UNSET, Prediction, Router, _batch_args
 from .backbone import ProxyBackbone
 from .config import GateConfig
 from .head import GateHead
@@ -86,10 +86,7 @@ class CaresGateRouter(Router):
     ) -> list[RouteDecision]:
         """Async :meth:`route_batch`: decoding and the model run in worker threads, and concurrent
         calls are gathered into shared batches (bounded by ``max_batch_size``/``max_wait_ms``)."""
-        if isinstance(images, (str, bytes)) or not isinstance(images, Sequence):
-            raise TypeError("aroute_batch takes a sequence of images; use aroute() for a single image")
-        images = list(images)
-        qs = _as_queries(queries, len(images))
+        images, qs = _batch_args(images, queries)
         if not images:
             return []
         decoded = await asyncio.to_thread(lambda: [self._decode(img) for img in images])
