@@ -101,7 +101,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(training_main(argv) or 0)
     args = build_parser().parse_args(argv)
     if args.command == "route":
-        return _cmd_route(args)
+        from .errors import CaresError
+
+        try:
+            return _cmd_route(args)
+        except (CaresError, ImportError, OSError) as exc:
+            print(f"cares route: error: {exc}", file=sys.stderr)
+            return 1
     return 2  # pragma: no cover
 
 
