@@ -159,7 +159,7 @@ class _Indexed:
 
 
 def train_learned(records: list[Any], dataset: Path, assign: dict[str, str], *, seed: int, epochs: int = 40,
-                  config: dict[str, Any] | None = None, progress: bool = True
+                  config: dict[str, Any] | None = None, progress: bool = True, class_weights: Any = None
                   ) -> tuple[dict[str, Any], Any, Any, dict[str, Any]]:
     """Train the learned gate on the train pages; early stop, calibrate and pick the operating
     point on the val pages.
@@ -197,7 +197,8 @@ def train_learned(records: list[Any], dataset: Path, assign: dict[str, str], *, 
          f"validating on {len(split[1])} ({len(set(idx[split[1]]))} pages); label counts {np.bincount(y).tolist()}")
     start = time.time()
     result = fit_classifier(wrapped, [idx, qs, st], y, n_classes=len(config["bins"]), epochs=epochs,
-                            lr=1e-3, batch_size=32, label_smoothing=0.05, patience=6, seed=seed, split=split)
+                            lr=1e-3, batch_size=32, label_smoothing=0.05, patience=6, seed=seed, split=split,
+                            class_weights=class_weights)
     _log(f"trained in {time.time() - start:.0f} s: best epoch {result.best_epoch}, T={result.temperature:.3f}, "
          f"val acc {result.val_metrics['accuracy']:.3f}, val nll {result.val_metrics['nll']:.3f}")
     config["temperature"] = float(result.temperature)
