@@ -54,6 +54,7 @@ __all__ = [
     "CaresGateRouter",
     "GateConfig",
     "GateHead",
+    "LearnedDefaultRouter",
     "MicroBatcher",
     "ProxyBackbone",
     "load_gate",
@@ -75,6 +76,10 @@ def __getattr__(name: str):
         from . import gate
 
         return getattr(gate, name)
+    if name == "LearnedDefaultRouter":
+        from .learned import LearnedDefaultRouter
+
+        return LearnedDefaultRouter
     if name == "MicroBatcher":
         from .batching import MicroBatcher
 

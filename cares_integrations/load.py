@@ -13,7 +13,8 @@ def load_router(source: str | os.PathLike | Router | None = None, *, device: str
     """Load a router.
 
     - ``None`` or ``"default"``: the embedded default router (no download, no GPU).
-    - ``"text-scale"``: the text-scale heuristic router; ``"fixed:768"``: always 768 px.
+    - ``"text-scale"``: the text-scale heuristic router (the default today); ``"learned-default"``:
+      the small learned router shipped in the wheel; ``"fixed:768"``: always 768 px.
     - a local folder or a hub id: a CARES gate (proxy VLM + head) saved in our format, or a
       research-code state dict given ``base_model=...``.
     - a :class:`Router` instance is returned as is.
@@ -32,6 +33,10 @@ def load_router(source: str | os.PathLike | Router | None = None, *, device: str
         from .textscale import TextScaleRouter
 
         return TextScaleRouter(**options)
+    if isinstance(source, str) and source == "learned-default":
+        from .learned import LearnedDefaultRouter
+
+        return LearnedDefaultRouter(**options)
     if isinstance(source, str) and source.startswith("fixed:"):
         try:
             long_side = int(source.split(":", 1)[1])
@@ -44,7 +49,13 @@ def load_router(source: str | os.PathLike | Router | None = None, *, device: str
 
 
 def default_router(**options: Any) -> Router:
-    """The embedded default router: needs no download and no GPU."""
+    """The embedded default router: needs no download and no GPU.
+
+    The text-scale router. The learned router shipped beside it (``"learned-default"``) becomes
+    the default only if it beats text-scale on held-out pages (more tokens saved at the same or
+    better retention); on the current recipe's held-out split it does not
+    (docs/learned-default.md).
+    """
     from .textscale import TextScaleRouter
 
     return TextScaleRouter(**options)

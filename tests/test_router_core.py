@@ -222,3 +222,15 @@ async def test_aroute_and_resize_matches_sync(page_png, page_jpeg):
     async_ = await aroute_and_resize(router, [page_png, page_jpeg], ["a", "b"])
     assert [r.decision for r in sync] == [r.decision for r in async_]
     assert [r.output for r in sync] == [r.output for r in async_]
+
+
+def test_load_router_names(page_png):
+    from cares_integrations import LearnedDefaultRouter, TextScaleRouter
+
+    assert isinstance(load_router(), TextScaleRouter)  # the default until a learned one beats it
+    assert isinstance(load_router("text-scale"), TextScaleRouter)
+    learned = load_router("learned-default", target="qwen2.5-vl")
+    assert isinstance(learned, LearnedDefaultRouter)
+    decision = learned.route(page_png, "What is the title?")
+    assert decision.probabilities is not None and len(decision.probabilities) == len(decision.bins)
+    assert decision.tokens_after <= decision.tokens_before

@@ -181,38 +181,16 @@ def fit_temperature(logits: Any, labels: Sequence[int], *, bounds: tuple[float, 
 
 def classification_metrics(probabilities: Any, labels: Sequence[int], *, n_bins: int = 10) -> dict[str, Any]:
     """Accuracy, macro-F1, NLL, expected calibration error (equal-width confidence bins) and the
-    confusion matrix (rows = true class) for class probabilities."""
+    confusion matrix (rows = true class) for class probabilities: ``evaluate.classifier_metrics``
+    plus the negative log-likelihood that temperature scaling minimises."""
+    from .evaluate import classifier_metrics
+
     p = np.asarray(probabilities, dtype=np.float64)
     y = np.asarray(labels, dtype=np.int64)
-    k = p.shape[1]
-    pred = p.argmax(axis=1)
-    conf = p.max(axis=1)
-    correct = (pred == y).astype(np.float64)
-    confusion = np.zeros((k, k), dtype=np.int64)
-    np.add.at(confusion, (y, pred), 1)
-    f1s = []
-    for c in range(k):
-        tp = confusion[c, c]
-        fp = confusion[:, c].sum() - tp
-        fn = confusion[c, :].sum() - tp
-        if tp + fp + fn == 0:
-            continue
-        f1s.append(2 * tp / (2 * tp + fp + fn))
-    edges = np.linspace(0.0, 1.0, n_bins + 1)
-    ece = 0.0
-    for lo, hi in zip(edges[:-1], edges[1:]):
-        mask = (conf > lo) & (conf <= hi)
-        if mask.any():
-            ece += mask.mean() * abs(correct[mask].mean() - conf[mask].mean())
+    m = classifier_metrics(p, y, n_bins=n_bins)
     nll = float(-np.mean(np.log(np.clip(p[np.arange(len(y)), y], 1e-12, None))))
-    return {
-        "n": int(len(y)),
-        "accuracy": float(correct.mean()),
-        "macro_f1": float(np.mean(f1s)) if f1s else 0.0,
-        "nll": nll,
-        "ece": float(ece),
-        "confusion": confusion.tolist(),
-    }
+    return {"n": m.n, "accuracy": m.accuracy, "macro_f1": m.macro_f1, "nll": nll, "ece": m.ece,
+            "confusion": m.confusion}
 
 
 def fit_classifier(
