@@ -183,3 +183,24 @@ def test_missing_pages_are_named(labels_file, tmp_path):
     (tmp_path / "p2.png").unlink()
     with pytest.raises(FileNotFoundError, match="label 's2'"):
         evaluate_labels(labels_file)
+
+
+def test_retention_is_bracketed_for_in_between_requests():
+    from cares_integrations.training.evaluate import evaluate_long_sides
+    from cares_integrations.training.labeling import LabelRecord
+
+    def rec(i, scores):
+        return LabelRecord.from_json({"id": str(i), "image": "p.png", "question": "q", "answers": ["a"],
+                                      "target": "t", "resolutions": [384, 768, 1024], "predictions": ["a"] * 3,
+                                      "scores": scores, "label": 0, "label_resolution": 384}, where="test")
+
+    records = [rec(0, [0.0, 1.0, 1.0]), rec(1, [0.0, 0.0, 1.0])]
+    sizes = [(1700, 2200), (1700, 2200)]
+    # 700 px sits between 384 and 768: optimistic credit = 768's score, lower bound = 384's.
+    r = evaluate_long_sides(records, sizes, [700, 900], name="between")
+    assert r.retention == pytest.approx((1.0 + 1.0) / 2)
+    assert r.retention_lower == pytest.approx(0.0)
+    exact = evaluate_long_sides(records, sizes, [768, 1024], name="labeled")
+    assert exact.retention == exact.retention_lower == pytest.approx(1.0)
+    small_page = evaluate_long_sides([records[0]], [(600, 500)], [600], name="as-is")
+    assert small_page.retention_lower == small_page.retention == pytest.approx(1.0)  # sent as is: exact
