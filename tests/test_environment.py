@@ -1,0 +1,21 @@
+"""In CI every optional piece must really be installed, so no test area is skipped silently."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import shutil
+
+import pytest
+
+pytestmark = pytest.mark.skipif(not os.environ.get("CI"), reason="only enforced in CI (CI=true)")
+
+
+@pytest.mark.parametrize("module", ["langchain_core", "langchain_tests", "llama_index.core", "pytesseract",
+                                    "hypothesis", "matplotlib", "tokenizers"])
+def test_extra_is_installed(module):
+    importlib.import_module(module)
+
+
+def test_tesseract_binary_is_installed():
+    assert shutil.which("tesseract"), "scripts/setup.sh all should have installed tesseract-ocr"
