@@ -52,7 +52,9 @@ def _cmd_route(args: argparse.Namespace) -> int:
     source = sys.stdin.buffer.read() if args.page == "-" else args.page
     decoded = load_image(source)
     targets = args.target or list(DEFAULT_TARGETS)
-    decisions = [router.route(decoded, args.question, target=t) for t in targets]
+    # One prediction for the page and question; only the provider-aware sizing differs per target.
+    prediction = router._predict([decoded], [args.question])[0]
+    decisions = [router.decide(decoded, prediction, target=t) for t in targets]
     first = decisions[0]
     if args.json:
         for d in decisions:

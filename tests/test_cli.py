@@ -79,3 +79,19 @@ def test_help_lists_training_commands(capsys):
     out = capsys.readouterr().out
     for command in ("route", "label", "train", "eval"):
         assert command in out
+
+
+def test_route_predicts_once_for_several_targets(page_file, monkeypatch, capsys):
+    from cares_integrations.router import FixedRouter
+
+    calls = []
+    original = FixedRouter._predict
+
+    def counting(self, images, queries):
+        calls.append(len(images))
+        return original(self, images, queries)
+
+    monkeypatch.setattr(FixedRouter, "_predict", counting)
+    assert main(["route", str(page_file), "q", "--router", "fixed:384", "--target", "openai:gpt-4o",
+                 "--target", "qwen2.5-vl", "--target", "gemini"]) == 0
+    assert calls == [1]
