@@ -41,6 +41,19 @@ def encode(img: Image.Image, fmt: str = "PNG", **params) -> bytes:
     return buf.getvalue()
 
 
+@pytest.fixture()
+def one_torch_thread():
+    """Run torch with one intra-op thread, restored afterwards: on a small shared CPU machine two
+    threads contend and run several times slower on tiny models. Modules that train or run tiny
+    models use it through an autouse fixture of their own."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def page_image() -> Image.Image:
     """An 850x1100 text page (100 dpi letter), RGB."""

@@ -29,14 +29,8 @@ QUESTIONS = [
 ]
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Train with one intra-op thread: on a small shared CPU machine two threads contend and run
-    several times slower on these tiny models; restored afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+# Every test here trains or runs a tiny torch model: one torch thread (see conftest).
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -16,14 +16,8 @@ from cares_integrations.training.train import (
 )
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Train with one intra-op thread: on a small shared CPU machine two threads contend and run
-    several times slower on these tiny models; restored afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+# Every test here trains or runs a tiny torch model: one torch thread (see conftest).
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def blobs(n=240, d=16, k=3, seed=0, noise=1.0):

@@ -12,7 +12,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-import torch
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
@@ -33,14 +32,8 @@ RESOLUTIONS = (384, 768, 1024)
 LEGIBLE_PX = 10.0
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Train with one intra-op thread: on a small shared CPU machine two threads contend and run
-    several times slower on these tiny models; restored afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+# Every test here trains or runs a tiny torch model: one torch thread (see conftest).
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 class ReadingChat(BaseChatModel):
