@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import base64
-import io
 import statistics
 import time
 from typing import Any
@@ -25,29 +24,16 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, HumanMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
 from langchain_core.prompts import ChatPromptTemplate
-from PIL import Image, ImageDraw, ImageFont
 
 from cares_integrations import load_image, load_router, route_and_resize
 from cares_integrations.langchain import CaresImageResizer
 
-FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"
+from _pages import text_page_jpeg
 
 
 def page_data_url(i: int, text_px: int) -> str:
     """A 1275x1650 page (letter at 150 dpi) as a JPEG data URL, text size varying by page."""
-    img = Image.new("RGB", (1275, 1650), "white")
-    draw = ImageDraw.Draw(img)
-    try:
-        font = ImageFont.truetype(FONT, text_px)
-    except OSError:
-        font = ImageFont.load_default()
-    y = 80
-    while y < 1560:
-        draw.text((80, y), f"Page {i}: item {y % 97} costs {y * 3 % 1000} EUR in region {y % 7}", font=font, fill="black")
-        y += int(text_px * 1.7)
-    buf = io.BytesIO()
-    img.save(buf, format="JPEG", quality=85)
-    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+    return "data:image/jpeg;base64," + base64.b64encode(text_page_jpeg(i, text_px)).decode("ascii")
 
 
 class NullChatModel(BaseChatModel):

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import base64
-import io
 import os
 import platform
 import statistics
@@ -32,33 +31,20 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
 from llama_index.core.schema import ImageNode, NodeWithScore, TextNode  # noqa: E402
-from PIL import Image, ImageDraw, ImageFont  # noqa: E402
 
 from cares_integrations.apply import route_and_resize  # noqa: E402
 from cares_integrations.llama_index import CaresImagePostprocessor  # noqa: E402
 from cares_integrations.load import load_router  # noqa: E402
 from cares_integrations.router import Router  # noqa: E402
 
-FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"
+from _pages import text_page_jpeg  # noqa: E402
+
 QUERY = "What is the value of item 24 in region 3?"
 
 
 def page_b64(i: int) -> str:
     """A 1275x1650 page (letter at 150 dpi) as base64 JPEG; text size varies by page."""
-    text_px = 12 + 3 * (i % 5)
-    img = Image.new("RGB", (1275, 1650), "white")
-    draw = ImageDraw.Draw(img)
-    try:
-        font = ImageFont.truetype(FONT, text_px)
-    except OSError:
-        font = ImageFont.load_default()
-    y = 80
-    while y < 1560:
-        draw.text((80, y), f"Page {i}: item {y % 97} costs {y * 3 % 1000} EUR in region {y % 7}", font=font, fill="black")
-        y += int(text_px * 1.7)
-    buf = io.BytesIO()
-    img.save(buf, format="JPEG", quality=85)
-    return base64.b64encode(buf.getvalue()).decode("ascii")
+    return base64.b64encode(text_page_jpeg(i, 12 + 3 * (i % 5))).decode("ascii")
 
 
 class Counting:
