@@ -9,7 +9,6 @@ snaps to the labeled sizes would send).
 """
 import argparse
 from pathlib import Path
-import numpy as np
 from PIL import Image
 from cares_integrations import load_router
 from cares_integrations.training.labeling import load_labels
