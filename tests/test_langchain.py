@@ -299,6 +299,13 @@ def test_policy_override_caps_the_size():
     assert r.router.policy.max_long_side is None  # the caller's router is not changed
 
 
+def test_policy_override_follows_a_reassigned_router():
+    r = resizer(CountingRouter(300), policy=ResolutionPolicy(max_long_side=1000))
+    assert max(decode(r.invoke([human(block("v1"))])[0].content[1]).size) == 300
+    r.router = CountingRouter(200)
+    assert max(decode(r.invoke([human(block("v1"))])[0].content[1]).size) == 200
+
+
 # -- errors ---------------------------------------------------------------------------------------
 
 

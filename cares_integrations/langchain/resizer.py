@@ -99,6 +99,7 @@ class CaresImageResizer(RunnableSerializable[LanguageModelInput, LanguageModelIn
     """JPEG/WebP quality of re-encoded images."""
 
     _policy_router: Router | None = PrivateAttr(default=None)
+    _policy_router_source: tuple[Any, Any] | None = PrivateAttr(default=None)
 
     @field_validator("image_format", mode="before")
     @classmethod
@@ -113,10 +114,12 @@ class CaresImageResizer(RunnableSerializable[LanguageModelInput, LanguageModelIn
         """The router to call: ours, or a shallow copy of it carrying ``policy``."""
         if self.policy is None:
             return self.router
-        if self._policy_router is None or self._policy_router.policy is not self.policy:
+        source = self._policy_router_source
+        if self._policy_router is None or source is None or source[0] is not self.router or source[1] is not self.policy:
             routed = copy.copy(self.router)
             routed.policy = self.policy
             self._policy_router = routed
+            self._policy_router_source = (self.router, self.policy)
         return self._policy_router
 
     def _target(self) -> Any:
