@@ -32,10 +32,10 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from llama_index.core.schema import ImageNode, NodeWithScore, TextNode  # noqa: E402
 
-from cares_integrations.apply import route_and_resize  # noqa: E402
+from cares_integrations.core.apply import route_and_resize  # noqa: E402
 from cares_integrations.llama_index import CaresImagePostprocessor  # noqa: E402
-from cares_integrations.load import load_router  # noqa: E402
-from cares_integrations.router import Router  # noqa: E402
+from cares_integrations.routers.registry import load_router  # noqa: E402
+from cares_integrations.core.router import Router  # noqa: E402
 
 from _pages import text_page_jpeg  # noqa: E402
 
@@ -66,7 +66,7 @@ def tiny_gate() -> Router:
     import torch
     from tiny_models import tiny_idefics3
 
-    from cares_integrations.gate import CaresGateRouter, GateHead, ProxyBackbone
+    from cares_integrations.routers.gate import CaresGateRouter, GateHead, ProxyBackbone
 
     backbone = ProxyBackbone.from_pretrained(str(tiny_idefics3()), device="cpu")
     config = backbone.gate_config(hidden_dim=16)

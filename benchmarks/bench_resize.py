@@ -1,4 +1,4 @@
-"""Decode-resize-encode: cares_integrations.resize against a plain Pillow resize, side by side.
+"""Decode-resize-encode: cares_integrations.core.resize against a plain Pillow resize, side by side.
 
     python benchmarks/bench_resize.py [--repeat 15] [--long-side 768]
 

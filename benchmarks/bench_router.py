@@ -93,8 +93,8 @@ def main() -> None:
     from tiny_models import build_idefics3
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
-    from cares_integrations.device import pick_dtype
-    from cares_integrations.gate import CaresGateRouter, GateHead, ProxyBackbone
+    from cares_integrations.routers.gate.device import pick_dtype
+    from cares_integrations.routers.gate import CaresGateRouter, GateHead, ProxyBackbone
 
     model_dir = Path(args.model_dir)
     if not (model_dir / "config.json").is_file():
@@ -191,7 +191,7 @@ def main() -> None:
 
     # (e) the default router
     try:
-        from cares_integrations.load import load_router
+        from cares_integrations.routers.registry import load_router
 
         default = load_router()
         t_default = timed(lambda: default.route(img, QUESTIONS[0]), reps * 3)

@@ -45,8 +45,8 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from cares_integrations.policy import ResolutionPolicy  # noqa: E402
-from cares_integrations.textscale import (  # noqa: E402
+from cares_integrations.core.policy import ResolutionPolicy  # noqa: E402
+from cares_integrations.routers.textscale import (  # noqa: E402
     DEFAULT_FLOOR,
     DEFAULT_MIN_TEXT_PX,
     DEFAULT_QUANTILE,

@@ -26,9 +26,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from cares_integrations.resize import fit_long_side, resize_image  # noqa: E402
-from cares_integrations.textscale import TextScaleRouter  # noqa: E402
-from cares_integrations.tokens import visual_tokens  # noqa: E402
+from cares_integrations.core.resize import fit_long_side, resize_image  # noqa: E402
+from cares_integrations.routers.textscale import TextScaleRouter  # noqa: E402
+from cares_integrations.core.tokens import visual_tokens  # noqa: E402
 from cares_integrations.training.ocr import OcrReader  # noqa: E402
 from cares_integrations.training.synthetic import generate_pages  # noqa: E402
 

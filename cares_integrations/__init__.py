@@ -5,9 +5,9 @@ it (the CARES method); the page is resized before the model call, so the call sp
 visual tokens. Start with :func:`load_router`.
 """
 
-from .apply import ImageResult, aroute_and_resize, route_and_resize
-from .decision import RouteDecision
-from .errors import (
+from .core.apply import ImageResult, aroute_and_resize, route_and_resize
+from .core.decision import RouteDecision
+from .core.errors import (
     CaresError,
     CheckpointError,
     DecompressionBombError,
@@ -15,12 +15,13 @@ from .errors import (
     ImageSkipped,
     UnknownTargetError,
 )
-from .load import default_router, load_router
-from .payload import DecodedImage, FetchPolicy, SourceKind, load_image
-from .policy import ResolutionPolicy
-from .resize import fit_long_side, resize, resize_image
-from .router import FixedRouter, Prediction, Router
-from .textscale import TextScaleRouter
+from .routers.registry import default_router, load_router
+from .core.payload import DecodedImage, FetchPolicy, SourceKind, load_image
+from .core.policy import ResolutionPolicy
+from .core.resize import fit_long_side, resize, resize_image
+from .core.router import Prediction, Router
+from .routers.fixed import FixedRouter
+from .routers.textscale import TextScaleRouter
 
 __version__ = "0.1.0"
 
@@ -73,23 +74,23 @@ def __getattr__(name: str):
     # Heavy or optional pieces are imported on first use: the gate pulls in torch and
     # transformers, which a user of the default router never needs to load.
     if name in _GATE_EXPORTS:
-        from . import gate
+        from .routers import gate
 
         return getattr(gate, name)
     if name == "LearnedDefaultRouter":
-        from .learned import LearnedDefaultRouter
+        from .routers.learned import LearnedDefaultRouter
 
         return LearnedDefaultRouter
     if name == "MicroBatcher":
-        from .batching import MicroBatcher
+        from .core.batching import MicroBatcher
 
         return MicroBatcher
     if name in ("visual_tokens", "processed_size", "list_targets"):
-        from . import tokens
+        from .core import tokens
 
         return getattr(tokens, name)
     if name == "send_size":
-        from .sizing import send_size
+        from .core.sizing import send_size
 
         return send_size
     raise AttributeError(f"module 'cares_integrations' has no attribute {name!r}")

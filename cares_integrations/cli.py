@@ -40,10 +40,10 @@ def _route_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_route(args: argparse.Namespace) -> int:
-    from .load import load_router
-    from .payload import load_image
-    from .policy import ResolutionPolicy
-    from .resize import resize_image
+    from .routers.registry import load_router
+    from .core.payload import load_image
+    from .core.policy import ResolutionPolicy
+    from .core.resize import resize_image
 
     options = {}
     if args.mode:
@@ -103,7 +103,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(training_main(argv) or 0)
     args = build_parser().parse_args(argv)
     if args.command == "route":
-        from .errors import CaresError
+        from .core.errors import CaresError
 
         try:
             return _cmd_route(args)

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from cares_integrations.batching import MicroBatcher
+from cares_integrations.core.batching import MicroBatcher
 
 
 class Recorder:

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from cares_integrations.cli import main
-from cares_integrations.tokens import visual_tokens
+from cares_integrations.core.tokens import visual_tokens
 
 
 @pytest.fixture()
@@ -82,7 +82,7 @@ def test_help_lists_training_commands(capsys):
 
 
 def test_route_predicts_once_for_several_targets(page_file, monkeypatch, capsys):
-    from cares_integrations.router import FixedRouter
+    from cares_integrations.routers.fixed import FixedRouter
 
     calls = []
     original = FixedRouter._predict

@@ -8,7 +8,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 from PIL import Image
 
-from cares_integrations.router import FixedRouter, Prediction, Router
+from cares_integrations.core.router import Prediction, Router
+from cares_integrations.routers.fixed import FixedRouter
 from cares_integrations.training.evaluate import (
     classifier_metrics,
     evaluate_labels,
@@ -96,7 +97,7 @@ def test_token_costs_for_a_real_target():
     report = evaluate_labels(RECORDS, sizes=SQUARE, target="openai:gpt-4o")
     native = report.policy("native")
     assert native.unit == "tokens"
-    from cares_integrations.tokens import visual_tokens
+    from cares_integrations.core.tokens import visual_tokens
 
     assert native.native_tokens == 2 * visual_tokens("openai:gpt-4o", 1024, 1024)
     assert 0 < report.policy("oracle").tokens_saved < report.policy("fixed-384").tokens_saved
@@ -172,7 +173,7 @@ def test_evaluate_gate_like_router_and_plots(labels_file, tmp_path):
 
 
 def test_router_with_other_bins_gets_a_note(labels_file):
-    from cares_integrations.policy import ResolutionPolicy
+    from cares_integrations.core.policy import ResolutionPolicy
 
     router = HalfRouter(policy=ResolutionPolicy(bins=(256, 512, 2048)))
     report = evaluate_router(router, labels_file)

@@ -14,9 +14,9 @@ from conftest import render_page
 from tiny_models import tiny_idefics3
 from transformers import AutoModelForImageTextToText, AutoProcessor
 
-from cares_integrations.device import pick_device, pick_dtype
-from cares_integrations.errors import CheckpointError, ImageDecodeError
-from cares_integrations.gate import (
+from cares_integrations.routers.gate.device import pick_device, pick_dtype
+from cares_integrations.core.errors import CheckpointError, ImageDecodeError
+from cares_integrations.routers.gate import (
     CONFIG_NAME,
     CaresGateRouter,
     GateConfig,
@@ -25,8 +25,8 @@ from cares_integrations.gate import (
     load_gate,
     save_gate,
 )
-from cares_integrations.load import load_router
-from cares_integrations.policy import ResolutionPolicy
+from cares_integrations.routers.registry import load_router
+from cares_integrations.core.policy import ResolutionPolicy
 
 QUESTIONS = ["What is the total revenue?", "Title?", "Which line mentions item 24 and what is its value in EUR?"]
 

@@ -101,7 +101,7 @@ def test_default_target_sizes_for_the_provider_and_counts_tokens(page_data_url):
 
 
 def test_default_router_with_a_token_target(page_data_url, page_b64):
-    pytest.importorskip("cares_integrations.textscale")
+    pytest.importorskip("cares_integrations.routers.textscale")
     model = RecordingChatModel()
     events = []
 

@@ -10,8 +10,8 @@ import torch
 from conftest import render_page
 
 from cares_integrations import ResolutionPolicy, load_image
-from cares_integrations.errors import CheckpointError
-from cares_integrations.learned import (
+from cares_integrations.core.errors import CheckpointError
+from cares_integrations.routers.learned import (
     DEFAULT_MODEL_DIR,
     LearnedDefaultRouter,
     build_net,

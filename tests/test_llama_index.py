@@ -46,10 +46,11 @@ from llama_index.core.schema import (  # noqa: E402
 from llama_index.core.storage.docstore import SimpleDocumentStore  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from cares_integrations.errors import ImageDecodeError, UnknownTargetError  # noqa: E402
+from cares_integrations.core.errors import ImageDecodeError, UnknownTargetError  # noqa: E402
 from cares_integrations.llama_index import CaresImagePostprocessor, CaresResizeEvent  # noqa: E402
-from cares_integrations.payload import DecodedImage, FetchPolicy  # noqa: E402
-from cares_integrations.router import FixedRouter, Prediction  # noqa: E402
+from cares_integrations.core.payload import DecodedImage, FetchPolicy  # noqa: E402
+from cares_integrations.core.router import Prediction  # noqa: E402
+from cares_integrations.routers.fixed import FixedRouter  # noqa: E402
 
 TARGET = "openai:gpt-4o"
 QUESTION = "What was the revenue for item 10?"
@@ -520,8 +521,8 @@ def test_serializes_options_but_not_the_router():
 
 
 def test_default_router_end_to_end(llm, store):
-    pytest.importorskip("cares_integrations.textscale")
-    from cares_integrations.load import load_router
+    pytest.importorskip("cares_integrations.routers.textscale")
+    from cares_integrations.routers.registry import load_router
 
     docstore, ids, snapshot = store
     router = load_router()

@@ -24,7 +24,7 @@ from llama_index.core.schema import ImageDocument, ImageNode, TextNode  # noqa: 
 from PIL import Image  # noqa: E402
 from test_llama_index import TARGET, Collect, CountingRouter  # noqa: E402
 
-from cares_integrations.errors import ImageDecodeError  # noqa: E402
+from cares_integrations.core.errors import ImageDecodeError  # noqa: E402
 from cares_integrations.llama_index import (  # noqa: E402
     CaresImageTransform,
     aresize_chat_messages,

@@ -7,7 +7,7 @@ import shutil
 import pytest
 from PIL import Image, ImageDraw, ImageFont
 
-from cares_integrations.resize import fit_long_side, resize_image
+from cares_integrations.core.resize import fit_long_side, resize_image
 from cares_integrations.training.anls import anls
 from cares_integrations.training.ocr import (
     OcrReader,

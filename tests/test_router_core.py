@@ -130,8 +130,8 @@ def test_route_batch_argument_errors(page_png):
 
 
 def test_router_with_target_counts_tokens(page_png):
-    pytest.importorskip("cares_integrations.tokens")
-    from cares_integrations.tokens import visual_tokens
+    pytest.importorskip("cares_integrations.core.tokens")
+    from cares_integrations.core.tokens import visual_tokens
 
     router = FixedRouter(768, target="openai:gpt-4o")
     d = router.route(page_png, "q")
@@ -143,7 +143,7 @@ def test_router_with_target_counts_tokens(page_png):
 
 
 def test_unknown_target_fails_early():
-    pytest.importorskip("cares_integrations.tokens")
+    pytest.importorskip("cares_integrations.core.tokens")
     from cares_integrations import UnknownTargetError
 
     with pytest.raises(UnknownTargetError, match="openai:gpt-4o"):

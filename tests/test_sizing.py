@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cares_integrations.errors import UnknownTargetError
-from cares_integrations.sizing import MAX_DISTORTION, base_size, send_size
-from cares_integrations.tokens import CostModel, get_target, list_targets, processed_size, visual_tokens
+from cares_integrations.core.errors import UnknownTargetError
+from cares_integrations.core.sizing import MAX_DISTORTION, base_size, send_size
+from cares_integrations.core.tokens import CostModel, get_target, list_targets, processed_size, visual_tokens
 
 PAGE = (1700, 2200)  # a letter page at 200 dpi
 

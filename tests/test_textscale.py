@@ -7,9 +7,9 @@ import pytest
 from conftest import encode, render_page
 from PIL import Image, ImageOps
 
-from cares_integrations.load import default_router, load_router
-from cares_integrations.policy import ResolutionPolicy
-from cares_integrations.textscale import TextScaleRouter, measure_text
+from cares_integrations.routers.registry import default_router, load_router
+from cares_integrations.core.policy import ResolutionPolicy
+from cares_integrations.routers.textscale import TextScaleRouter, measure_text
 from cares_integrations.training.synthetic import generate_page
 
 Q = "What is the revenue for item 10?"

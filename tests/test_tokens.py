@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cares_integrations import tokens
-from cares_integrations.errors import UnknownTargetError
-from cares_integrations.tokens import (
+from cares_integrations.core import tokens
+from cares_integrations.core.errors import UnknownTargetError
+from cares_integrations.core.tokens import (
     CostModel,
     Idefics3CostModel,
     QwenVLCostModel,

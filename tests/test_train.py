@@ -127,7 +127,7 @@ def test_bad_inputs():
 
 
 def test_train_head_gives_a_gate_head():
-    gate = pytest.importorskip("cares_integrations.gate")
+    gate = pytest.importorskip("cares_integrations.routers.gate")
     x, y = blobs(d=24)
     r = train_head(x, y, hidden=32, epochs=10, seed=0)
     assert isinstance(r.head, gate.GateHead)

@@ -19,7 +19,7 @@ from PIL import Image
 from tiny_models import tiny_idefics3
 
 from cares_integrations import load_router
-from cares_integrations.gate import CaresGateRouter, ProxyBackbone
+from cares_integrations.routers.gate import CaresGateRouter, ProxyBackbone
 from cares_integrations.training.evaluate import evaluate_router
 from cares_integrations.training.features import extract_features
 from cares_integrations.training.labeling import label_dataset, load_labels

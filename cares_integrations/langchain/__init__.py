@@ -8,7 +8,7 @@
 Needs ``langchain-core``: ``pip install 'cares-integrations[langchain]'``.
 """
 
-from .._optional import require
+from ..core.optional import require
 
 require("langchain_core", "langchain", purpose="the LangChain integration")
 

@@ -22,8 +22,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from ..apply import ImageResult
-from ..payload import is_remote_url
+from ..core.apply import ImageResult
+from ..core.payload import is_remote_url
 
 BlockForm = Literal["image_url", "image_url_str", "input_image", "v1", "v0", "anthropic"]
 

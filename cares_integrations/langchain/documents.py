@@ -13,9 +13,9 @@ from langchain_core.callbacks import Callbacks
 from langchain_core.documents import BaseDocumentCompressor, BaseDocumentTransformer, Document
 from pydantic import ConfigDict, Field
 
-from ..apply import ImageResult, aroute_and_resize, route_and_resize
-from ..load import load_router
-from ..router import _UNSET, Router
+from ..core.apply import ImageResult, aroute_and_resize, route_and_resize
+from ..routers.registry import load_router
+from ..core.router import _UNSET, Router
 
 _NOT_GIVEN: Any = object()
 

@@ -14,7 +14,7 @@ from typing import Any, Callable, Sequence
 
 from langchain_core.messages import BaseMessage, ChatMessage, HumanMessage
 
-from ..apply import ImageResult
+from ..core.apply import ImageResult
 from .blocks import ImageBlockRef, read_image_block, write_image_block
 
 QuestionGetter = Callable[[Sequence[Any], int], str]

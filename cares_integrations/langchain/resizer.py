@@ -20,11 +20,11 @@ from langchain_core.runnables import RunnableConfig, RunnableSerializable
 from langchain_core.tracers.base import BaseTracer
 from pydantic import ConfigDict, Field, PrivateAttr, field_validator
 
-from .. import errors
-from ..apply import ImageResult, aroute_and_resize, route_and_resize
-from ..load import load_router
-from ..policy import ResolutionPolicy
-from ..router import _UNSET, Router
+from ..core import errors
+from ..core.apply import ImageResult, aroute_and_resize, route_and_resize
+from ..routers.registry import load_router
+from ..core.policy import ResolutionPolicy
+from ..core.router import _UNSET, Router
 from .messages import LocatedImage, QuestionGetter, default_question, find_images, rewrite
 
 EVENT_NAME = "cares_route"

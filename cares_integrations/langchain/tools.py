@@ -19,11 +19,11 @@ from langchain_core.tools import BaseTool, ToolException
 from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..apply import ImageResult, aroute_and_resize, route_and_resize
-from ..errors import ImageDecodeError
-from ..load import load_router
-from ..payload import is_remote_url, mime_for_format
-from ..router import _UNSET, Router
+from ..core.apply import ImageResult, aroute_and_resize, route_and_resize
+from ..core.errors import ImageDecodeError
+from ..routers.registry import load_router
+from ..core.payload import is_remote_url, mime_for_format
+from ..core.router import _UNSET, Router
 from .resizer import EVENT_NAME
 
 QUESTION_ARG_NAMES = ("question", "query", "prompt", "instruction", "task")

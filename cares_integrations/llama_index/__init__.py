@@ -13,7 +13,7 @@ Needs ``llama-index-core``: ``pip install 'cares-integrations[llama-index]'``.
 
 from __future__ import annotations
 
-from .._optional import require
+from ..core.optional import require
 
 require("llama_index.core", "llama-index", purpose="cares_integrations.llama_index")
 

@@ -6,8 +6,8 @@ from typing import Any, Literal, Optional
 
 from llama_index.core.bridge.pydantic import BaseModel, Field
 
-from ..load import load_router
-from ..router import _UNSET, Router
+from ..routers.registry import load_router
+from ..core.router import _UNSET, Router
 from ._nodes import DEFAULT_METADATA_KEY
 
 
@@ -38,7 +38,7 @@ class CaresOptions(BaseModel):
     def _init_router(self, router: Router | str | None) -> None:
         """Check the target (UnknownTargetError names the known ones) and load the router."""
         if self.target is not None:
-            from ..tokens import get_target
+            from ..core.tokens import get_target
 
             get_target(self.target)
         self._router = router if isinstance(router, Router) else load_router(router)

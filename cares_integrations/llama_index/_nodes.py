@@ -16,9 +16,9 @@ from typing import Any, Optional, Sequence
 
 from llama_index.core.schema import BaseNode, ImageNode, Node
 
-from ..apply import ImageResult, OnError, aroute_and_resize, route_and_resize
-from ..errors import ImageDecodeError
-from ..router import _UNSET, Router
+from ..core.apply import ImageResult, OnError, aroute_and_resize, route_and_resize
+from ..core.errors import ImageDecodeError
+from ..core.router import _UNSET, Router
 
 DEFAULT_METADATA_KEY = "cares"
 

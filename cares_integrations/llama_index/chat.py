@@ -24,10 +24,10 @@ from llama_index.core.base.llms.types import (
 )
 from llama_index.core.instrumentation import get_dispatcher
 
-from ..apply import ImageResult, OnError, _check_on_error, aroute_and_resize, route_and_resize
-from ..errors import ImageDecodeError
-from ..load import load_router
-from ..router import _UNSET, Router
+from ..core.apply import ImageResult, OnError, _check_on_error, aroute_and_resize, route_and_resize
+from ..core.errors import ImageDecodeError
+from ..routers.registry import load_router
+from ..core.router import _UNSET, Router
 from ._nodes import split_data_url
 from .events import build_event
 

@@ -12,7 +12,7 @@ from typing import Any, Literal, Optional, Sequence
 from llama_index.core.bridge.pydantic import Field
 from llama_index.core.instrumentation.events import BaseEvent
 
-from ..apply import ImageResult
+from ..core.apply import ImageResult
 
 
 class CaresResizeEvent(BaseEvent):

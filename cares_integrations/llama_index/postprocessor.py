@@ -15,7 +15,7 @@ from llama_index.core.instrumentation import get_dispatcher
 from llama_index.core.postprocessor.types import BaseNodePostprocessor
 from llama_index.core.schema import NodeWithScore, QueryBundle
 
-from ..router import Router
+from ..core.router import Router
 from ._component import CaresOptions
 from ._nodes import aresize_nodes, rebuild, resize_nodes
 from .events import build_event

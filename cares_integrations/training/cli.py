@@ -259,15 +259,15 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     from .evaluate import evaluate_labels, evaluate_router
 
     if args.target is not None:
-        from ..tokens import get_target
+        from ..core.tokens import get_target
 
         get_target(args.target)  # fail before any work on an unknown name
     if args.router is not None:
-        from ..load import load_router
+        from ..routers.registry import load_router
 
         options: dict[str, Any] = {}
         if args.mode:
-            from ..policy import ResolutionPolicy
+            from ..core.policy import ResolutionPolicy
 
             options["policy"] = ResolutionPolicy(mode=args.mode)
         if args.no_free_detail:
@@ -306,7 +306,7 @@ _COMMANDS = {"label": _cmd_label, "train": _cmd_train, "eval": _cmd_eval}
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``cares label|train|eval``; ``argv`` starts with the subcommand name."""
-    from ..errors import CaresError
+    from ..core.errors import CaresError
 
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)

@@ -203,7 +203,7 @@ class _Costs:
     """Score credited and tokens charged per (sample, requested long side), memoised."""
 
     def __init__(self, records, sizes, target, free_detail):
-        from ..tokens import get_target
+        from ..core.tokens import get_target
 
         self.records, self.sizes = records, sizes
         self.res = _check(records, sizes)
@@ -215,8 +215,8 @@ class _Costs:
     def cost(self, w: int, h: int, long_side: int) -> int:
         key = (w, h, long_side)
         if key not in self._cost:
-            from ..resize import fit_long_side
-            from ..sizing import send_size
+            from ..core.resize import fit_long_side
+            from ..core.sizing import send_size
 
             if long_side >= max(w, h):  # the page as is
                 sw, sh = w, h
@@ -296,7 +296,7 @@ def oracle_policy(records: Sequence[LabelRecord], sizes: Sequence[tuple[int, int
 
 
 def _policy_sides(probabilities: np.ndarray, bins: Sequence[int], mode: str) -> list[float]:
-    from ..policy import ResolutionPolicy
+    from ..core.policy import ResolutionPolicy
 
     policy = ResolutionPolicy(bins=tuple(bins), mode=mode)  # type: ignore[arg-type]
     return [policy.raw_long_side(p) for p in probabilities]
@@ -511,7 +511,7 @@ def _bar(total: int, enabled: bool, desc: str):
 
 
 def _figure(width: float = 6.0, height: float = 4.5):
-    from .._optional import require
+    from ..core.optional import require
 
     require("matplotlib", "train", purpose="evaluation plots")
     from matplotlib.backends.backend_agg import FigureCanvasAgg

@@ -257,8 +257,8 @@ class _Progress:
 
 
 def _open_page(sample: Mapping[str, Any], base_dir: Path | None) -> Image.Image:
-    from ..errors import ImageDecodeError
-    from ..payload import load_image
+    from ..core.errors import ImageDecodeError
+    from ..core.payload import load_image
 
     path = Path(sample["image"])
     if not path.is_absolute() and base_dir is not None:
@@ -380,7 +380,7 @@ def label_dataset(
 
 
 def _label_batch(batch, folder, target, target_name, res, tau, delta, anls_threshold) -> list[LabelRecord]:
-    from ..resize import fit_long_side, resize_image
+    from ..core.resize import fit_long_side, resize_image
 
     images: list[Image.Image] = []
     questions: list[str] = []

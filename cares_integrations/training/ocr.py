@@ -34,7 +34,7 @@ from typing import Sequence
 
 from PIL import Image
 
-from .._optional import require
+from ..core.optional import require
 from .anls import levenshtein
 from .targets import Target
 

@@ -16,7 +16,7 @@ Steps (each resumable; rerunning with the same ``--out`` picks up where it stopp
    held-out pages for ``openai:gpt-4o`` and ``qwen2.5-vl``: retention and visual tokens saved.
 6. ``report``: ``OUT/report.json``, ``OUT/report.md`` and, with ``--docs``, the figures in
    ``docs/learned-default.md``; with ``--install``, the weights are copied into
-   ``cares_integrations/models/learned_default/``.
+   ``cares_integrations/routers/learned_default/``.
 
 How a routed size is scored: as in :mod:`.evaluate` (a requested long side, capped at the page,
 is credited with the score at the smallest labeled resolution at or above it; above the largest
@@ -47,7 +47,7 @@ RESOLUTIONS: tuple[int, ...] = (384, 768, 1024, 1536)
 TARGETS: tuple[str, ...] = ("openai:gpt-4o", "qwen2.5-vl")
 """Targets the held-out comparison reports tokens for."""
 
-PACKAGE_MODEL_DIR = Path(__file__).resolve().parents[1] / "models" / "learned_default"
+PACKAGE_MODEL_DIR = Path(__file__).resolve().parents[1] / "routers" / "learned_default"
 DOCS_PATH = Path(__file__).resolve().parents[2] / "docs" / "learned-default.md"
 
 
@@ -168,7 +168,7 @@ def train_learned(records: list[Any], dataset: Path, assign: dict[str, str], *, 
     import torch
     from PIL import Image
 
-    from ..learned import build_net, page_stats, page_view, question_features
+    from ..routers.learned import build_net, page_stats, page_view, question_features
     from .train import fit_classifier
 
     config = dict(config or model_config())
@@ -224,8 +224,8 @@ def choose_operating_point(val_records: list[Any], dataset: Path, probs: np.ndar
     play no part."""
     from PIL import Image
 
-    from ..policy import ResolutionPolicy
-    from ..textscale import TextScaleRouter
+    from ..core.policy import ResolutionPolicy
+    from ..routers.textscale import TextScaleRouter
     from .evaluate import evaluate_long_sides
 
     sizes = []
@@ -346,9 +346,9 @@ def run_recipe(out: str | os.PathLike, *, pages: int = 120, seed: int = 0, epoch
     """Run every step (see the module docstring); returns the report dict."""
     import torch
 
-    from ..learned import LearnedDefaultRouter, save_learned
-    from ..router import FixedRouter
-    from ..textscale import TextScaleRouter
+    from ..routers.learned import LearnedDefaultRouter, save_learned
+    from ..routers.fixed import FixedRouter
+    from ..routers.textscale import TextScaleRouter
     from .labeling import load_labels
 
     torch.set_num_threads(1)  # on a shared 2-core machine one thread trains ~7x faster than two

@@ -107,7 +107,7 @@ class TransformersTarget(Target):
     ) -> None:
         from transformers import AutoModelForImageTextToText, AutoProcessor
 
-        from ..device import pick_device, pick_dtype
+        from ..routers.gate.device import pick_device, pick_dtype
 
         if max_new_tokens <= 0:
             raise ValueError(f"max_new_tokens must be positive, got {max_new_tokens}")
@@ -269,7 +269,7 @@ class LangChainChatTarget(Target):
         name: str | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        from .._optional import require
+        from ..core.optional import require
 
         require("langchain_core", "langchain", purpose="LangChain chat-model targets")
         from langchain_core.runnables import Runnable
@@ -280,7 +280,7 @@ class LangChainChatTarget(Target):
             raise ValueError(f"max_concurrency must be positive, got {max_concurrency}")
         if max_retries < 0:
             raise ValueError(f"max_retries must be >= 0, got {max_retries}")
-        from ..payload import mime_for_format
+        from ..core.payload import mime_for_format
 
         fmt = image_format.upper().replace("JPG", "JPEG")
         if fmt not in ("PNG", "JPEG", "WEBP"):

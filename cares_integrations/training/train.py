@@ -310,7 +310,7 @@ def train_head(
     ``label_smoothing``, ``class_weights``, ``val_fraction``, ``patience``, ``split`` ...)."""
     import torch
 
-    from ..gate.head import GateHead
+    from ..routers.gate.head import GateHead
 
     x = np.asarray(features, dtype=np.float32)
     if x.ndim != 2:
@@ -416,7 +416,7 @@ def train_gate_from_labels(
     Writes the gate (``save_gate``: ``cares_gate.json`` + ``head.safetensors``) and
     ``training_report.json``; ``cares_integrations.load_router(out_dir)`` then loads it.
     """
-    from ..gate import GateConfig, GateHead, ProxyBackbone, save_gate
+    from ..routers.gate import GateConfig, GateHead, ProxyBackbone, save_gate
     from .features import extract_features
 
     labels_path = Path(labels_path)

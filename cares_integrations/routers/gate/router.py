@@ -9,11 +9,11 @@ from typing import Any
 
 import torch
 
-from ..batching import MicroBatcher
-from ..decision import RouteDecision
-from ..payload import DecodedImage, ImageInput
-from ..policy import ResolutionPolicy
-from ..router import _UNSET, Prediction, Router, _batch_args
+from ...core.batching import MicroBatcher
+from ...core.decision import RouteDecision
+from ...core.payload import DecodedImage, ImageInput
+from ...core.policy import ResolutionPolicy
+from ...core.router import _UNSET, Prediction, Router, _batch_args
 from .backbone import ProxyBackbone
 from .config import GateConfig
 from .head import GateHead

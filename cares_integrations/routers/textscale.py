@@ -32,8 +32,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from .payload import DecodedImage
-from .router import Prediction, Router
+from ..core.payload import DecodedImage
+from ..core.router import Prediction, Router
 
 __all__ = ["TextScaleRouter", "TextMeasure", "measure_text"]
 

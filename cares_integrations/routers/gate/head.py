@@ -29,7 +29,7 @@ class GateHead(nn.Sequential):
     @classmethod
     def from_state_dict(cls, state: Mapping[str, torch.Tensor]) -> "GateHead":
         """Build a head sized from its weights (keys ``0.*``, ``1.*``, ``3.*``) and load them."""
-        from ..errors import CheckpointError
+        from ...core.errors import CheckpointError
 
         needed = ["0.weight", "0.bias", "1.weight", "1.bias", "3.weight", "3.bias"]
         missing = [k for k in needed if k not in state]

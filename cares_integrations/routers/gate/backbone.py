@@ -27,9 +27,9 @@ import torch
 from PIL import Image
 from torch import nn
 
-from ..device import pick_device, pick_dtype
-from ..errors import CheckpointError
-from ..payload import DecodedImage
+from .device import pick_device, pick_dtype
+from ...core.errors import CheckpointError
+from ...core.payload import DecodedImage
 from .cache import VisionCache, VisionEntry, image_key
 from .config import GateConfig, Pooling, Preprocessing
 

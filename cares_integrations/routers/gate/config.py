@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from ..policy import DEFAULT_BINS
+from ...core.policy import DEFAULT_BINS
 
 FORMAT_VERSION = 1
 """Version of the saved-gate format this code writes (and the newest it reads)."""

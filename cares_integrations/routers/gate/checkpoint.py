@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from ..errors import CheckpointError
+from ...core.errors import CheckpointError
 from .config import CONFIG_NAME, HEAD_NAME, GateConfig
 from .head import GateHead
 

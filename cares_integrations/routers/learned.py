@@ -6,7 +6,7 @@ few measured statistics (page size, aspect, ink density) and the question as has
 bigram counts (the hashing trick: no vocabulary to ship). A few tens of thousands of weights
 turn that into class probabilities over the resolution bins, calibrated with a temperature.
 
-The weights live in ``cares_integrations/models/learned_default/`` (``config.json`` +
+The weights live in ``cares_integrations/routers/learned_default/`` (``config.json`` +
 ``model.safetensors``), trained by ``python -m cares_integrations.training.recipe`` on synthetic
 pages labeled with the Tesseract reader (see ``docs/learned-default.md``). The same building
 blocks (:func:`page_view`, :func:`page_stats`, :func:`question_features`,
@@ -28,10 +28,10 @@ import torch
 from PIL import Image
 from torch import nn
 
-from .errors import CheckpointError
-from .payload import DecodedImage
-from .policy import ResolutionPolicy
-from .router import Prediction, Router
+from ..core.errors import CheckpointError
+from ..core.payload import DecodedImage
+from ..core.policy import ResolutionPolicy
+from ..core.router import Prediction, Router
 
 __all__ = [
     "DEFAULT_MODEL_DIR",
@@ -42,7 +42,7 @@ __all__ = [
     "question_features",
 ]
 
-DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "models" / "learned_default"
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "learned_default"
 """Where the shipped weights live."""
 
 CONFIG_NAME = "config.json"

@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from .router import FixedRouter, Router
+from ..core.router import Router
+from .fixed import FixedRouter
 
 
 def load_router(source: str | os.PathLike | Router | None = None, *, device: str | None = None,
