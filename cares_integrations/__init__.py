@@ -19,7 +19,7 @@ from .routers.registry import default_router, load_router
 from .core.payload import DecodedImage, FetchPolicy, SourceKind, load_image
 from .core.policy import ResolutionPolicy
 from .core.resize import fit_long_side, resize, resize_image
-from .core.router import Prediction, Router
+from .core.router import ROUTER_TARGET, Prediction, Router
 from .routers.fixed import FixedRouter
 from .routers.textscale import TextScaleRouter
 
@@ -36,6 +36,7 @@ __all__ = [
     "ImageResult",
     "ImageSkipped",
     "Prediction",
+    "ROUTER_TARGET",
     "ResolutionPolicy",
     "RouteDecision",
     "Router",

@@ -53,7 +53,7 @@ def _cmd_route(args: argparse.Namespace) -> int:
     decoded = load_image(source)
     targets = args.target or list(DEFAULT_TARGETS)
     # One prediction for the page and question; only the provider-aware sizing differs per target.
-    prediction = router._predict([decoded], [args.question])[0]
+    prediction = router.predict([decoded], [args.question])[0]
     decisions = [router.decide(decoded, prediction, target=t) for t in targets]
     first = decisions[0]
     if args.json:

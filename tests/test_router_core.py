@@ -234,3 +234,67 @@ def test_load_router_names(page_png):
     decision = learned.route(page_png, "What is the title?")
     assert decision.probabilities is not None and len(decision.probabilities) == len(decision.bins)
     assert decision.tokens_after <= decision.tokens_before
+
+
+# -- public seams: the "no target given" sentinel, predict, with_policy, the async hook ----------
+
+
+def test_router_target_sentinel_means_the_routers_own_target(page_png):
+    import copy
+    import pickle
+
+    from cares_integrations import ROUTER_TARGET
+
+    router = FixedRouter(384, target="openai:gpt-4o")
+    assert router.route(page_png, "q", target=ROUTER_TARGET).target == "openai:gpt-4o"
+    assert router.route(page_png, "q").target == "openai:gpt-4o"
+    assert router.route(page_png, "q", target=None).target is None  # None: no provider sizing
+    assert router.resolve_target(ROUTER_TARGET) == "openai:gpt-4o" and router.resolve_target("qwen2.5-vl") == "qwen2.5-vl"
+    assert repr(ROUTER_TARGET) == "ROUTER_TARGET"
+    assert pickle.loads(pickle.dumps(ROUTER_TARGET)) is ROUTER_TARGET and copy.deepcopy(ROUTER_TARGET) is ROUTER_TARGET
+
+
+def test_predict_then_decide_per_target_equals_routing_per_target(page_png):
+    from cares_integrations import load_image
+
+    router = ProbRouter([0.2, 0.5, 0.3])
+    decoded = load_image(page_png)
+    [prediction] = router.predict([decoded], "q")
+    assert router.calls == 1 and prediction.probabilities == [0.2, 0.5, 0.3]
+    for target in ("openai:gpt-4o", "qwen2.5-vl", None):
+        assert router.decide(decoded, prediction, target=target) == router.route(page_png, "q", target=target)
+    assert router.predict([], []) == []
+
+
+def test_with_policy_is_a_copy_sharing_the_model(page_png):
+    router = ProbRouter([0.0, 0.0, 1.0], target="qwen2.5-vl")
+    capped = router.with_policy(ResolutionPolicy(max_long_side=500))
+    assert capped is not router and router.policy.max_long_side is None
+    assert capped.probs is router.probs and capped.target == "qwen2.5-vl"
+    assert capped.route(page_png, "q").long_side == 500 and router.route(page_png, "q").long_side == 1024
+    assert router.with_policy(None) is router and router.with_policy(router.policy) is router
+    with pytest.raises(TypeError, match="ResolutionPolicy"):
+        router.with_policy({"max_long_side": 5})
+
+
+def test_with_policy_refuses_bins_a_learned_router_cannot_predict():
+    learned = load_router("learned-default")
+    with pytest.raises(ValueError, match="bins"):
+        learned.with_policy(ResolutionPolicy(bins=(256, 512)))
+    discrete = learned.with_policy(ResolutionPolicy(bins=learned.policy.bins, mode="discrete"))
+    assert discrete.policy.mode == "discrete" and learned.policy.mode == "continuous"
+
+
+async def test_the_async_batch_path_goes_through_the_apredict_hook(page_png, page_jpeg):
+    class Gathering(ProbRouter):
+        async_batches: list[int] = []
+
+        async def _apredict(self, images, queries):
+            self.async_batches.append(len(images))
+            return self._predict(images, queries)
+
+    router = Gathering([0.0, 1.0, 0.0])
+    got = await aroute_and_resize(router, [page_png, page_jpeg, b"junk"], "q", on_error="passthrough")
+    assert router.async_batches == [2]  # one hook call for the two readable pages
+    assert [r.decision.long_side for r in got[:2]] == [768, 768] and got[2].error
+    assert await router.aroute_batch([], []) == []

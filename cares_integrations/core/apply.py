@@ -17,7 +17,7 @@ from .decision import RouteDecision
 from .errors import ImageDecodeError, ImageSkipped
 from .payload import DecodedImage, ImageInput, load_image, mime_for_format
 from .resize import resize_decoded
-from .router import _UNSET, Router, _as_queries
+from .router import ROUTER_TARGET, Router, _as_queries
 
 OnError = Literal["raise", "passthrough"]
 
@@ -104,7 +104,7 @@ def route_and_resize(
     images: Sequence[ImageInput],
     queries: str | Sequence[str],
     *,
-    target: str | None = _UNSET,
+    target: str | None = ROUTER_TARGET,
     on_error: OnError = "raise",
     fmt: str | None = None,
     quality: int = 90,
@@ -129,7 +129,7 @@ async def aroute_and_resize(
     images: Sequence[ImageInput],
     queries: str | Sequence[str],
     *,
-    target: str | None = _UNSET,
+    target: str | None = ROUTER_TARGET,
     on_error: OnError = "raise",
     fmt: str | None = None,
     quality: int = 90,

@@ -3,12 +3,18 @@
 Concrete routers implement one method, :meth:`Router._predict`, over a batch of decoded images
 and questions, returning class probabilities (or a long side directly). Everything else, decoding
 every input form, the resolution policy, never upscaling, provider-aware sizing and token counts,
-lives here once, so every router behaves the same way.
+lives here once, so every router behaves the same way. A router that can gather concurrent async
+callers into shared batches (the gate) overrides one more hook, :meth:`Router._apredict`.
+
+``target=`` arguments default to :data:`ROUTER_TARGET`, "no target given": the router's own
+``target`` is used. ``target=None`` asks for no provider-aware sizing at all.
 """
 
 from __future__ import annotations
 
 import asyncio
+import copy
+import logging
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, Sequence
@@ -18,7 +24,43 @@ from .payload import DEFAULT_MAX_PIXELS, DecodedImage, FetchPolicy, ImageInput, 
 from .policy import ResolutionPolicy
 from .resize import fit_long_side
 
-_UNSET: Any = object()
+logger = logging.getLogger("cares_integrations")
+"""The library's logger: decisions at DEBUG, passthroughs and fallbacks at WARNING. It has a
+NullHandler, so it is silent unless the application configures logging."""
+logger.addHandler(logging.NullHandler())
+
+
+class _RouterTarget:
+    """Type of :data:`ROUTER_TARGET` (a singleton)."""
+
+    _instance: "_RouterTarget | None" = None
+
+    def __new__(cls) -> "_RouterTarget":
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "ROUTER_TARGET"
+
+    def __reduce__(self) -> str:
+        return "ROUTER_TARGET"
+
+    def __copy__(self) -> "_RouterTarget":
+        return self
+
+    def __deepcopy__(self, memo: dict) -> "_RouterTarget":
+        return self
+
+
+ROUTER_TARGET: Any = _RouterTarget()
+"""The "no target given" sentinel: routing calls that get it use the router's own ``target``."""
+
+
+def target_or_router(target: str | None) -> Any:
+    """A component option where None means "the router's own target", as a routing argument:
+    :data:`ROUTER_TARGET` for None, the name otherwise."""
+    return ROUTER_TARGET if target is None else target
 
 
 @dataclass(frozen=True)
@@ -89,8 +131,16 @@ class Router(ABC):
     def _predict(self, images: list[DecodedImage], queries: list[str]) -> list[Prediction]:
         """Predict for a batch of decoded images and their questions (same length, same order)."""
 
+    async def _apredict(self, images: list[DecodedImage], queries: list[str]) -> list[Prediction]:
+        """Async :meth:`_predict`; by default the batch runs in a worker thread. A router that
+        gathers concurrent callers into shared batches (the gate) overrides this."""
+        return await asyncio.to_thread(self._predict, images, queries)
+
+    def _check_policy(self, policy: ResolutionPolicy) -> None:
+        """Raise ValueError if ``policy`` does not fit this router (e.g. a different number of bins)."""
+
     # -- public API ----------------------------------------------------------------------------
-    def route(self, image: ImageInput, query: str, *, target: str | None = _UNSET) -> RouteDecision:
+    def route(self, image: ImageInput, query: str, *, target: str | None = ROUTER_TARGET) -> RouteDecision:
         """Route one image for one question."""
         return self.route_batch([image], [query], target=target)[0]
 
@@ -99,7 +149,7 @@ class Router(ABC):
         images: Sequence[ImageInput],
         queries: str | Sequence[str],
         *,
-        target: str | None = _UNSET,
+        target: str | None = ROUTER_TARGET,
     ) -> list[RouteDecision]:
         """Route many images at once (one batched prediction); returns decisions in input order.
 
@@ -109,14 +159,10 @@ class Router(ABC):
         if not images:
             return []
         decoded = [self._decode(img) for img in images]
-        predictions = self._predict(decoded, qs)
-        if len(predictions) != len(decoded):
-            raise RuntimeError(f"{self.name} returned {len(predictions)} predictions for {len(decoded)} images")
-        chosen = self.target if target is _UNSET else target
-        return [self.decide(d, p, target=chosen) for d, p in zip(decoded, predictions)]
+        return self._decide_all(decoded, self._checked(self._predict(decoded, qs), decoded), target)
 
-    async def aroute(self, image: ImageInput, query: str, *, target: str | None = _UNSET) -> RouteDecision:
-        """Async :meth:`route`; the work runs in a worker thread so the event loop never blocks."""
+    async def aroute(self, image: ImageInput, query: str, *, target: str | None = ROUTER_TARGET) -> RouteDecision:
+        """Async :meth:`route`; the work runs in worker threads so the event loop never blocks."""
         return (await self.aroute_batch([image], [query], target=target))[0]
 
     async def aroute_batch(
@@ -124,14 +170,60 @@ class Router(ABC):
         images: Sequence[ImageInput],
         queries: str | Sequence[str],
         *,
-        target: str | None = _UNSET,
+        target: str | None = ROUTER_TARGET,
     ) -> list[RouteDecision]:
-        """Async :meth:`route_batch`, run in a worker thread."""
-        return await asyncio.to_thread(self.route_batch, list(images), queries, target=target)
+        """Async :meth:`route_batch`: decoding runs in a worker thread, the prediction through
+        :meth:`_apredict` (a worker thread, or the router's shared batches)."""
+        images, qs = _batch_args(images, queries)
+        if not images:
+            return []
+        decoded = await asyncio.to_thread(lambda: [self._decode(img) for img in images])
+        return self._decide_all(decoded, self._checked(await self._apredict(decoded, qs), decoded), target)
+
+    def predict(self, images: Sequence[ImageInput], queries: str | Sequence[str]) -> list[Prediction]:
+        """The raw predictions for a batch, before any sizing: pass each one to :meth:`decide` with
+        the image (decoded by :func:`~cares_integrations.load_image`) and a target, as many times
+        as there are targets, to size one page for several models with one prediction."""
+        images, qs = _batch_args(images, queries)
+        if not images:
+            return []
+        decoded = [self._decode(img) for img in images]
+        return self._checked(self._predict(decoded, qs), decoded)
+
+    def with_policy(self, policy: ResolutionPolicy | None) -> "Router":
+        """This router with another resolution policy (bins, mode, clamps); ``self`` for None.
+
+        The copy shares the model and every other setting with ``self``; ValueError if the policy
+        does not fit the router (a learned router's bins are fixed by its weights)."""
+        if policy is None or policy == self.policy:
+            return self
+        if not isinstance(policy, ResolutionPolicy):
+            raise TypeError(f"policy must be a ResolutionPolicy, got {type(policy).__name__}")
+        self._check_policy(policy)
+        routed = copy.copy(self)
+        routed.policy = policy
+        return routed
+
+    def resolve_target(self, target: str | None = ROUTER_TARGET) -> str | None:
+        """The target a call sizes for: ``target``, or the router's own for :data:`ROUTER_TARGET`."""
+        return self.target if target is ROUTER_TARGET else target
 
     # -- shared machinery ----------------------------------------------------------------------
     def _decode(self, image: ImageInput) -> DecodedImage:
         return load_image(image, fetch=self.fetch, max_pixels=self.max_pixels)
+
+    def _checked(self, predictions: list[Prediction], decoded: list[DecodedImage]) -> list[Prediction]:
+        if len(predictions) != len(decoded):
+            raise RuntimeError(f"{self.name} returned {len(predictions)} predictions for {len(decoded)} images")
+        return predictions
+
+    def _decide_all(self, decoded: list[DecodedImage], predictions: list[Prediction], target: Any) -> list[RouteDecision]:
+        chosen = self.resolve_target(target)
+        decisions = [self.decide(d, p, target=chosen) for d, p in zip(decoded, predictions)]
+        if logger.isEnabledFor(logging.DEBUG):
+            for decision in decisions:
+                logger.debug("route: %s", decision.summary())
+        return decisions
 
     def decide(self, decoded: DecodedImage, prediction: Prediction, *, target: str | None = None) -> RouteDecision:
         """Turn a prediction into a decision: policy, clamps, never-upscale, provider sizing, tokens."""

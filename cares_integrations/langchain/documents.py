@@ -15,7 +15,7 @@ from pydantic import ConfigDict, Field
 
 from ..core.apply import ImageResult, aroute_and_resize, route_and_resize
 from ..routers.registry import load_router
-from ..core.router import _UNSET, Router
+from ..core.router import Router, target_or_router
 
 _NOT_GIVEN: Any = object()
 
@@ -108,7 +108,7 @@ class CaresDocumentTransformer(BaseDocumentCompressor, BaseDocumentTransformer):
         return query
 
     def _target(self) -> Any:
-        return _UNSET if self.target is None else self.target
+        return target_or_router(self.target)
 
     def transform_documents(self, documents: Sequence[Document], query: Any = _NOT_GIVEN, **kwargs: Any) -> Sequence[Document]:
         """New Documents with each page image resized for ``query`` (one batched router call)."""

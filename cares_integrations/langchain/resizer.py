@@ -8,7 +8,6 @@ routed in one batched router call (:func:`cares_integrations.apply.route_and_res
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass, field
 from typing import Any, Literal, Sequence
 
@@ -18,13 +17,13 @@ from langchain_core.messages import BaseMessage
 from langchain_core.prompt_values import ChatPromptValue, PromptValue
 from langchain_core.runnables import RunnableConfig, RunnableSerializable
 from langchain_core.tracers.base import BaseTracer
-from pydantic import ConfigDict, Field, PrivateAttr, field_validator
+from pydantic import ConfigDict, Field, field_validator
 
 from ..core import errors
 from ..core.apply import ImageResult, aroute_and_resize, route_and_resize
 from ..routers.registry import load_router
 from ..core.policy import ResolutionPolicy
-from ..core.router import _UNSET, Router
+from ..core.router import Router, target_or_router
 from .messages import LocatedImage, QuestionGetter, default_question, find_images, rewrite
 
 EVENT_NAME = "cares_route"
@@ -98,9 +97,6 @@ class CaresImageResizer(RunnableSerializable[LanguageModelInput, LanguageModelIn
     quality: int = Field(default=90, ge=1, le=100)
     """JPEG/WebP quality of re-encoded images."""
 
-    _policy_router: Router | None = PrivateAttr(default=None)
-    _policy_router_source: tuple[Any, Any] | None = PrivateAttr(default=None)
-
     @field_validator("image_format", mode="before")
     @classmethod
     def _upper_format(cls, value: Any) -> Any:
@@ -111,19 +107,11 @@ class CaresImageResizer(RunnableSerializable[LanguageModelInput, LanguageModelIn
 
     # -- configuration helpers ----------------------------------------------------------------
     def _router(self) -> Router:
-        """The router to call: ours, or a shallow copy of it carrying ``policy``."""
-        if self.policy is None:
-            return self.router
-        source = self._policy_router_source
-        if self._policy_router is None or source is None or source[0] is not self.router or source[1] is not self.policy:
-            routed = copy.copy(self.router)
-            routed.policy = self.policy
-            self._policy_router = routed
-            self._policy_router_source = (self.router, self.policy)
-        return self._policy_router
+        """The router to call: ours, carrying ``policy`` when one is set."""
+        return self.router.with_policy(self.policy)
 
     def _target(self) -> Any:
-        return _UNSET if self.target is None else self.target
+        return target_or_router(self.target)
 
     # -- reading inputs and writing outputs ---------------------------------------------------
     def _job(self, value: Any) -> _Job:

@@ -23,7 +23,7 @@ from ..core.apply import ImageResult, aroute_and_resize, route_and_resize
 from ..core.errors import ImageDecodeError
 from ..routers.registry import load_router
 from ..core.payload import is_remote_url, mime_for_format
-from ..core.router import _UNSET, Router
+from ..core.router import Router, target_or_router
 from .resizer import EVENT_NAME
 
 QUESTION_ARG_NAMES = ("question", "query", "prompt", "instruction", "task")
@@ -169,7 +169,7 @@ class CaresToolWrapper(BaseTool):
 
     def _route_kwargs(self) -> dict[str, Any]:
         return {
-            "target": _UNSET if self.target is None else self.target,
+            "target": target_or_router(self.target),
             "on_error": self.on_error,
             "fmt": self.image_format,
             "quality": self.quality,
@@ -383,7 +383,7 @@ class CaresPageImageTool(BaseTool):
 
     def _route_kwargs(self) -> dict[str, Any]:
         return {
-            "target": _UNSET if self.target is None else self.target,
+            "target": target_or_router(self.target),
             "on_error": "passthrough",
             "fmt": self.image_format,
             "quality": self.quality,

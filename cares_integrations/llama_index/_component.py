@@ -7,7 +7,7 @@ from typing import Any, Literal, Optional
 from llama_index.core.bridge.pydantic import BaseModel, Field
 
 from ..routers.registry import load_router
-from ..core.router import _UNSET, Router
+from ..core.router import Router, target_or_router
 from ._nodes import DEFAULT_METADATA_KEY
 
 
@@ -49,4 +49,4 @@ class CaresOptions(BaseModel):
         return self._router  # type: ignore[attr-defined]
 
     def _target(self) -> Any:
-        return _UNSET if self.target is None else self.target
+        return target_or_router(self.target)

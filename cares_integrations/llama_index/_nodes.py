@@ -18,7 +18,7 @@ from llama_index.core.schema import BaseNode, ImageNode, Node
 
 from ..core.apply import ImageResult, OnError, aroute_and_resize, route_and_resize
 from ..core.errors import ImageDecodeError
-from ..core.router import _UNSET, Router
+from ..core.router import ROUTER_TARGET, Router
 
 DEFAULT_METADATA_KEY = "cares"
 
@@ -172,7 +172,7 @@ def _merge(p: NodePlan, routed: list[ImageResult]) -> list[ImageResult]:
     return [p.early[pos] if pos in p.early else next(it) for pos in p.positions]
 
 
-def resize_nodes(router: Router, nodes: Sequence[BaseNode], query: str, *, target: Any = _UNSET,
+def resize_nodes(router: Router, nodes: Sequence[BaseNode], query: str, *, target: Any = ROUTER_TARGET,
                  on_error: OnError = "raise", fmt: Optional[str] = None, quality: int = 90) -> tuple[NodePlan, list[ImageResult]]:
     """Route every image node of ``nodes`` for ``query`` in one batch; returns the plan and results."""
     p = plan(nodes, on_error)
@@ -182,7 +182,7 @@ def resize_nodes(router: Router, nodes: Sequence[BaseNode], query: str, *, targe
     return p, _merge(p, routed)
 
 
-async def aresize_nodes(router: Router, nodes: Sequence[BaseNode], query: str, *, target: Any = _UNSET,
+async def aresize_nodes(router: Router, nodes: Sequence[BaseNode], query: str, *, target: Any = ROUTER_TARGET,
                         on_error: OnError = "raise", fmt: Optional[str] = None,
                         quality: int = 90) -> tuple[NodePlan, list[ImageResult]]:
     """Async :func:`resize_nodes`: decoding, routing and resizing run off the event loop."""

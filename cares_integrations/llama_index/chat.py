@@ -27,7 +27,7 @@ from llama_index.core.instrumentation import get_dispatcher
 from ..core.apply import ImageResult, OnError, _check_on_error, aroute_and_resize, route_and_resize
 from ..core.errors import ImageDecodeError
 from ..routers.registry import load_router
-from ..core.router import _UNSET, Router
+from ..core.router import Router, target_or_router
 from ._nodes import split_data_url
 from .events import build_event
 
@@ -209,7 +209,7 @@ def resize_chat_messages(
     msgs, router, query, plan = _prepare(messages, router, query, scope, on_error)
     todo = plan.to_route
     routed = route_and_resize(router, [plan.sources[i] for i in todo], query,
-                              target=_UNSET if target is None else target, on_error=on_error,
+                              target=target_or_router(target), on_error=on_error,
                               fmt=image_format, quality=quality) if todo else []
     return plan.finish(msgs, plan.merge(routed), query, target or router.target)
 
@@ -230,6 +230,6 @@ async def aresize_chat_messages(
     msgs, router, query, plan = _prepare(messages, router, query, scope, on_error)
     todo = plan.to_route
     routed = await aroute_and_resize(router, [plan.sources[i] for i in todo], query,
-                                     target=_UNSET if target is None else target, on_error=on_error,
+                                     target=target_or_router(target), on_error=on_error,
                                      fmt=image_format, quality=quality) if todo else []
     return plan.finish(msgs, plan.merge(routed), query, target or router.target)

@@ -253,13 +253,10 @@ class LearnedDefaultRouter(Router):
             raise ValueError(f"num_threads must be a positive number of threads or None, got {num_threads}")
         config, net = load_learned(path or DEFAULT_MODEL_DIR)
         bins = tuple(int(b) for b in config["bins"])
-        policy = options.pop("policy", None)
-        if policy is None:
-            policy = ResolutionPolicy(bins=bins)
-        elif tuple(policy.bins) != bins:
-            raise ValueError(f"this learned gate predicts bins {bins}; the policy has bins {tuple(policy.bins)}")
-        super().__init__(policy=policy, **options)
         self.config = config
+        policy = options.pop("policy", None) or ResolutionPolicy(bins=bins)
+        self._check_policy(policy)
+        super().__init__(policy=policy, **options)
         self.net = net
         self.temperature = float(config["temperature"])
         bias = config.get("class_bias") or [0.0] * len(bins)
@@ -282,6 +279,11 @@ class LearnedDefaultRouter(Router):
                 if torch.get_num_threads() != before:
                     torch.set_num_threads(before)
             return torch.softmax(logits.float() / self.temperature + self.class_bias, dim=-1).numpy()
+
+    def _check_policy(self, policy: ResolutionPolicy) -> None:
+        bins = tuple(int(b) for b in self.config["bins"])
+        if tuple(policy.bins) != bins:
+            raise ValueError(f"this learned gate predicts bins {bins}; the policy has bins {tuple(policy.bins)}")
 
     def _predict(self, images: list[DecodedImage], queries: list[str]) -> list[Prediction]:
         probs = self.predict_proba([d.image for d in images], queries)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -10,10 +9,9 @@ from typing import Any
 import torch
 
 from ...core.batching import MicroBatcher
-from ...core.decision import RouteDecision
-from ...core.payload import DecodedImage, ImageInput
+from ...core.payload import DecodedImage
 from ...core.policy import ResolutionPolicy
-from ...core.router import _UNSET, Prediction, Router, _batch_args
+from ...core.router import Prediction, Router
 from .backbone import ProxyBackbone
 from .config import GateConfig
 from .head import GateHead
@@ -40,18 +38,15 @@ class CaresGateRouter(Router):
         max_wait_ms: float = 5.0,
         **router_options: Any,
     ) -> None:
+        self.config = config
         policy = router_options.pop("policy", None) or ResolutionPolicy(bins=config.bins)
-        if len(policy.bins) != config.n_classes:
-            raise ValueError(
-                f"the policy has {len(policy.bins)} bins {policy.bins} but the gate predicts {config.n_classes} classes"
-            )
+        self._check_policy(policy)
         super().__init__(policy=policy, **router_options)
         if head.in_dim != backbone.hidden_size:
             raise ValueError(f"head expects {head.in_dim}-d features but the backbone gives {backbone.hidden_size}-d")
         if head.n_classes != config.n_classes:
             raise ValueError(f"head has {head.n_classes} classes but the config says {config.n_classes}")
         self.backbone = backbone
-        self.config = config
         self.head = head.to(backbone.device).float().eval()
         self.head.requires_grad_(False)
         self.batcher: MicroBatcher[tuple[DecodedImage, str], Prediction] = MicroBatcher(
@@ -77,22 +72,16 @@ class CaresGateRouter(Router):
         return self._predict([d for d, _ in items], [q for _, q in items])
 
     # -- async: concurrent calls share micro-batches --------------------------------------------------
-    async def aroute_batch(
-        self,
-        images: Sequence[ImageInput],
-        queries: str | Sequence[str],
-        *,
-        target: str | None = _UNSET,
-    ) -> list[RouteDecision]:
-        """Async :meth:`route_batch`: decoding and the model run in worker threads, and concurrent
-        calls are gathered into shared batches (bounded by ``max_batch_size``/``max_wait_ms``)."""
-        images, qs = _batch_args(images, queries)
-        if not images:
-            return []
-        decoded = await asyncio.to_thread(lambda: [self._decode(img) for img in images])
-        predictions = await self.batcher.submit_many(list(zip(decoded, qs)))
-        chosen = self.target if target is _UNSET else target
-        return [self.decide(d, p, target=chosen) for d, p in zip(decoded, predictions)]
+    async def _apredict(self, images: list[DecodedImage], queries: list[str]) -> list[Prediction]:
+        """Concurrent async calls are gathered into shared batches (bounded by
+        ``max_batch_size``/``max_wait_ms``), run in a worker thread."""
+        return await self.batcher.submit_many(list(zip(images, queries)))
+
+    def _check_policy(self, policy: ResolutionPolicy) -> None:
+        if len(policy.bins) != self.config.n_classes:
+            raise ValueError(
+                f"the policy has {len(policy.bins)} bins {policy.bins} but the gate predicts {self.config.n_classes} classes"
+            )
 
     # -- persistence ----------------------------------------------------------------------------------
     def save_pretrained(self, path: str | os.PathLike) -> None:
