@@ -9,7 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cares_integrations.core.errors import UnknownTargetError
-from cares_integrations.core.sizing import MAX_DISTORTION, base_size, send_size
+from cares_integrations.core.geometry import fit_long_side
+from cares_integrations.core.sizing import MAX_DISTORTION, send_size
 from cares_integrations.core.tokens import CostModel, get_target, list_targets, processed_size, visual_tokens
 
 PAGE = (1700, 2200)  # a letter page at 200 dpi
@@ -40,25 +41,25 @@ class BlockModel(CostModel):
 
 
 # ---------------------------------------------------------------------------------------------
-# base_size
+# fit_long_side
 # ---------------------------------------------------------------------------------------------
-def test_base_size_keeps_aspect_and_never_upscales():
-    assert base_size(1700, 2200, 768) == (593, 768)  # 1700 * 768 / 2200 = 593.45
-    assert base_size(2200, 1700, 768) == (768, 593)
-    assert base_size(100, 50, 500) == (100, 50)  # never upscale
-    assert base_size(100, 50, 100) == (100, 50)
-    assert base_size(4, 2, 3) == (3, 2)  # 1.5 rounds half up
-    assert base_size(1000, 1, 10) == (10, 1)  # a side is never 0
+def test_fit_long_side_keeps_aspect_and_never_upscales():
+    assert fit_long_side(1700, 2200, 768) == (593, 768)  # 1700 * 768 / 2200 = 593.45
+    assert fit_long_side(2200, 1700, 768) == (768, 593)
+    assert fit_long_side(100, 50, 500) == (100, 50)  # never upscale
+    assert fit_long_side(100, 50, 100) == (100, 50)
+    assert fit_long_side(4, 2, 3) == (3, 2)  # 1.5 rounds half up
+    assert fit_long_side(1000, 1, 10) == (10, 1)  # a side is never 0
 
 
 @pytest.mark.parametrize("args", [(0, 10, 10), (10, -1, 10), (10, 10, 0), (10.0, 10, 10), (10, 10, True)])
-def test_base_size_rejects_bad_values(args):
+def test_fit_long_side_rejects_bad_values(args):
     with pytest.raises(ValueError):
-        base_size(*args)
+        fit_long_side(*args)
 
 
-def test_no_target_is_the_base_size():
-    assert send_size(*PAGE, 768) == base_size(*PAGE, 768)
+def test_no_target_is_the_fit_long_side():
+    assert send_size(*PAGE, 768) == fit_long_side(*PAGE, 768)
     assert send_size(*PAGE, 5000, None) == PAGE
 
 
@@ -74,7 +75,7 @@ def test_free_detail_grows_to_the_largest_same_cost_size():
     # 1000x500 asked at 250 -> 250x125 = 3 x 2 blocks. The largest same-aspect size still 3 x 2 is
     # 300x150 (301x151 starts a 4th column).
     model = BlockModel()
-    assert base_size(1000, 500, 250) == (250, 125)
+    assert fit_long_side(1000, 500, 250) == (250, 125)
     assert send_size(1000, 500, 250, model) == (300, 150)
     assert send_size(1000, 500, 250, model, free_detail=False) == (250, 125)
 
@@ -88,13 +89,13 @@ def test_openai_tile_is_capped_at_what_the_provider_keeps_of_the_original():
     assert send_size(*PAGE, 1024, "openai:gpt-4o", free_detail=False) == cap
     # Asked at 768 (593x768, 2 x 2 tiles), free detail grows to the same cap: 2 x 2 tiles still.
     assert send_size(*PAGE, 768, "openai:gpt-4o") == cap
-    assert visual_tokens("openai:gpt-4o", *cap) == visual_tokens("openai:gpt-4o", *base_size(*PAGE, 768))
+    assert visual_tokens("openai:gpt-4o", *cap) == visual_tokens("openai:gpt-4o", *fit_long_side(*PAGE, 768))
     # Low detail: nothing above the 512-px version is kept.
     assert max(send_size(*PAGE, 1024, "openai:gpt-4o:low")) == 512
 
 
 def test_claude_snaps_up_to_the_28px_grid_for_free():
-    base = base_size(*PAGE, 768)  # 593x768: 22 x 28 patches, padded to 616 x 784
+    base = fit_long_side(*PAGE, 768)  # 593x768: 22 x 28 patches, padded to 616 x 784
     size = send_size(*PAGE, 768, "anthropic:claude-sonnet-4", free_detail=False)
     assert size[0] % 28 == 0 and size[1] % 28 == 0
     assert size[0] >= base[0] and size[1] >= base[1]
@@ -103,7 +104,7 @@ def test_claude_snaps_up_to_the_28px_grid_for_free():
 
 def test_qwen_sends_exactly_what_the_processor_rounds_to():
     # Qwen rounds 593x768 to 588x756 itself: send that, no resampling on its side.
-    base = base_size(*PAGE, 768)
+    base = fit_long_side(*PAGE, 768)
     size = send_size(*PAGE, 768, "qwen2.5-vl")
     assert size == processed_size("qwen2.5-vl", *base)
     assert processed_size("qwen2.5-vl", *size) == size
@@ -112,7 +113,7 @@ def test_qwen_sends_exactly_what_the_processor_rounds_to():
 
 def test_free_detail_sends_more_pixels_for_the_same_tokens_where_it_can():
     for name in ("openai:gpt-4o", "gemini", "internvl3", "smolvlm", "anthropic:claude"):
-        base = base_size(*PAGE, 768)
+        base = fit_long_side(*PAGE, 768)
         size = send_size(*PAGE, 768, name)
         assert size[0] * size[1] > base[0] * base[1], name
         assert visual_tokens(name, *size) == visual_tokens(name, *base), name
@@ -129,7 +130,7 @@ def test_accepts_a_cost_model_instance():
 def floor_long_side(model: CostModel, width: int, height: int, min_long_side: int) -> int:
     """The long side a send size may not go below: the request (capped by the original), or less
     only where the provider itself processes the base size smaller."""
-    base = base_size(width, height, min_long_side)
+    base = fit_long_side(width, height, min_long_side)
     floor = max(base)
     processed = model.processed_size(*base)
     if processed[0] <= base[0] and processed[1] <= base[1]:
@@ -152,7 +153,7 @@ def distortion(size, width, height) -> float:
 def test_send_size_invariants(model, width, height, min_long_side, free_detail):
     if max(width, height) / min(width, height) > 100:
         return  # Qwen refuses aspect ratios over 200; keep every target comparable
-    base = base_size(width, height, min_long_side)
+    base = fit_long_side(width, height, min_long_side)
     size = send_size(width, height, min_long_side, model, free_detail=free_detail)
     assert isinstance(size[0], int) and isinstance(size[1], int)
     # never more tokens than the plain requested size
@@ -168,7 +169,7 @@ def test_send_size_invariants(model, width, height, min_long_side, free_detail):
 def test_snaps_and_growth_keep_the_aspect_ratio(model, width, height, min_long_side):
     if max(width, height) / min(width, height) > 20:
         return
-    base = base_size(width, height, min_long_side)
+    base = fit_long_side(width, height, min_long_side)
     size = send_size(width, height, min_long_side, model)
     # a grid snap may stretch by at most MAX_DISTORTION (plus the provider's own rounding to its
     # grid, and the rounding of a tiny base size)
@@ -188,9 +189,9 @@ def test_free_detail_is_maximal_for_monotone_models(model, width, height, min_lo
         return
     size = send_size(width, height, min_long_side, model)
     long_ = max(size)
-    if long_ >= max(width, height) or size != base_size(width, height, long_):
+    if long_ >= max(width, height) or size != fit_long_side(width, height, long_):
         return  # already the original, or clamped by the provider's processed size of the base
-    nxt = base_size(width, height, long_ + 1)
+    nxt = fit_long_side(width, height, long_ + 1)
     kept = model.processed_size(width, height)
-    budget = model.tokens(*base_size(width, height, min_long_side))
+    budget = model.tokens(*fit_long_side(width, height, min_long_side))
     assert model.tokens(*nxt) > budget or not (nxt[0] <= kept[0] and nxt[1] <= kept[1])

@@ -11,25 +11,13 @@ from typing import Any
 
 from PIL import Image
 
+from .geometry import fit_long_side
 from .payload import DEFAULT_MAX_PIXELS, DecodedImage, FetchPolicy, ImageInput, load_image
+
+__all__ = ["REDUCING_GAP", "fit_long_side", "resize", "resize_decoded", "resize_image"]
 
 REDUCING_GAP = 3.0
 """Pillow's reducing_gap: at 3.0 the result is indistinguishable from a full LANCZOS resize."""
-
-
-def fit_long_side(width: int, height: int, long_side: int) -> tuple[int, int]:
-    """The (width, height) with the given long side, aspect kept, never above the original."""
-    if width <= 0 or height <= 0:
-        raise ValueError(f"image size must be positive, got {width}x{height}")
-    if long_side <= 0:
-        raise ValueError(f"long_side must be a positive number of pixels, got {long_side}")
-    current = max(width, height)
-    if long_side >= current:
-        return width, height
-    scale = long_side / current
-    if width >= height:
-        return long_side, max(1, round(height * scale))
-    return max(1, round(width * scale)), long_side
 
 
 def resize_image(image: Image.Image, size: tuple[int, int]) -> Image.Image:

@@ -22,7 +22,8 @@ from typing import Any, Sequence
 from .decision import RouteDecision
 from .payload import DEFAULT_MAX_PIXELS, DecodedImage, FetchPolicy, ImageInput, load_image
 from .policy import ResolutionPolicy
-from .resize import fit_long_side
+from .sizing import send_size
+from .tokens import visual_tokens
 
 logger = logging.getLogger("cares_integrations")
 """The library's logger: decisions at DEBUG, passthroughs and fallbacks at WARNING. It has a
@@ -241,13 +242,8 @@ class Router(ABC):
             mode = "direct"
         long_side = self.policy.clamp(raw, image_long)
         tokens_before = tokens_after = None
-        if target is None:
-            size = fit_long_side(width, height, long_side)
-        else:
-            from .sizing import send_size
-            from .tokens import visual_tokens
-
-            size = send_size(width, height, long_side, target, free_detail=self.free_detail)
+        size = send_size(width, height, long_side, target, free_detail=self.free_detail)
+        if target is not None:
             tokens_before = visual_tokens(target, width, height)
             tokens_after = visual_tokens(target, *size)
         return RouteDecision(

@@ -24,34 +24,14 @@ from __future__ import annotations
 
 import math
 
+from .geometry import fit_long_side
 from .tokens import CostModel, get_target
 
-__all__ = ["MAX_DISTORTION", "base_size", "send_size"]
+__all__ = ["MAX_DISTORTION", "send_size"]
 
 MAX_DISTORTION = 0.02
 """Largest change of aspect ratio (relative) a snap may make: 2% stretches nothing a reader or a
 model notices, and keeps returned coordinates within 2% per axis of the aspect-true image."""
-
-
-def _check_positive_int(label: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(f"{label} must be a positive int, got {value!r}")
-
-
-def base_size(width: int, height: int, long_side: int) -> tuple[int, int]:
-    """The image scaled to ``long_side`` on its long side, aspect kept, never upscaled.
-
-    Sides are rounded to the nearest pixel (halves up) and are at least 1.
-    """
-    _check_positive_int("width", width)
-    _check_positive_int("height", height)
-    _check_positive_int("long_side", long_side)
-    long_ = max(width, height)
-    if long_side >= long_:
-        return width, height
-    if width >= height:
-        return long_side, max(1, (2 * height * long_side + long_) // (2 * long_))
-    return max(1, (2 * width * long_side + long_) // (2 * long_)), long_side
 
 
 def _distortion(size: tuple[int, int], width: int, height: int) -> float:
@@ -71,7 +51,7 @@ def _cap_long_side(model: CostModel, width: int, height: int) -> int:
     processed = model.processed_size(width, height)
     long_ = max(width, height)
     cap = max(1, min(long_, math.floor(min(processed[0] / width, processed[1] / height) * long_ + 1e-9)))
-    while cap < long_ and _fits(base_size(width, height, cap + 1), processed):
+    while cap < long_ and _fits(fit_long_side(width, height, cap + 1), processed):
         cap += 1
     return cap
 
@@ -99,12 +79,12 @@ def send_size(
     """The (width, height) to send for an image when a router asks for ``min_long_side``.
 
     ``target`` is a registered target name or a :class:`~cares_integrations.tokens.CostModel`;
-    None returns :func:`base_size`. With a target the result never costs more visual tokens than
+    None returns :func:`~cares_integrations.core.geometry.fit_long_side`. With a target the result never costs more visual tokens than
     the base size, never exceeds the original, and keeps its long side at least
     ``min(min_long_side, max(width, height))`` unless the provider itself processes the base size
     smaller (then at least the provider's processed long side).
     """
-    base = base_size(width, height, min_long_side)
+    base = fit_long_side(width, height, min_long_side)
     if target is None:
         return base
     model = get_target(target)
@@ -131,11 +111,11 @@ def send_size(
         hi = max(lo, _cap_long_side(model, width, height))
         while lo < hi:
             mid = (lo + hi + 1) // 2
-            if ok(base_size(width, height, mid)):
+            if ok(fit_long_side(width, height, mid)):
                 lo = mid
             else:
                 hi = mid - 1
-        grown = base_size(width, height, lo)
+        grown = fit_long_side(width, height, lo)
         if grown != size and _fits(size, grown) and ok(grown):  # only ever adds pixels
             size = grown
 

@@ -19,6 +19,7 @@ from collections.abc import Iterable
 from fractions import Fraction
 
 from .errors import UnknownTargetError
+from .geometry import fit_long_side, round_ratio
 
 __all__ = [
     "ClaudeCostModel",
@@ -54,18 +55,6 @@ def _check_size(width: object, height: object) -> None:
 
 def _ceil_div(a: int, b: int) -> int:
     return -(-a // b)
-
-
-def _round_ratio(numerator: int, denominator: int) -> int:
-    """numerator / denominator rounded to the nearest int, halves up, in exact integer arithmetic."""
-    return (2 * numerator + denominator) // (2 * denominator)
-
-
-def _scale_to_long(width: int, height: int, long_side: int) -> tuple[int, int]:
-    """(width, height) scaled so the long side is ``long_side``, aspect kept, short side >= 1."""
-    if width >= height:
-        return long_side, max(1, _round_ratio(height * long_side, width))
-    return max(1, _round_ratio(width * long_side, height)), long_side
 
 
 # --------------------------------------------------------------------------------------------
@@ -138,13 +127,13 @@ class OpenAITileCostModel(CostModel):
 
     def _processed_size(self, width: int, height: int) -> tuple[int, int]:
         if self.detail == "low":
-            return (width, height) if max(width, height) <= 512 else _scale_to_long(width, height, 512)
+            return (width, height) if max(width, height) <= 512 else fit_long_side(width, height, 512)
         w, h = width, height
         if max(w, h) > 2048:
-            w, h = _scale_to_long(w, h, 2048)
+            w, h = fit_long_side(w, h, 2048)
         short, long_ = min(w, h), max(w, h)
         if short > 768:
-            long_ = max(1, _round_ratio(long_ * 768, short))
+            long_ = max(1, round_ratio(long_ * 768, short))
             w, h = (long_, 768) if w >= h else (768, long_)
         return w, h
 
@@ -244,11 +233,11 @@ class ClaudeCostModel(CostModel):
         lo, hi = 1, min(max(width, height), self.max_long_side)
         while lo < hi:  # largest long side whose aspect-kept size fits the token limit
             mid = (lo + hi + 1) // 2
-            if self._raw(*_scale_to_long(width, height, mid)) <= self.max_tokens:
+            if self._raw(*fit_long_side(width, height, mid)) <= self.max_tokens:
                 lo = mid
             else:
                 hi = mid - 1
-        return _scale_to_long(width, height, lo)
+        return fit_long_side(width, height, lo)
 
     def _tokens(self, width: int, height: int) -> int:
         return self._raw(*self._processed_size(width, height))
