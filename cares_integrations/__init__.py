@@ -13,6 +13,7 @@ from .core.errors import (
     DecompressionBombError,
     ImageDecodeError,
     ImageSkipped,
+    RouterError,
     UnknownTargetError,
 )
 from .routers.registry import default_router, load_router
@@ -20,6 +21,7 @@ from .core.payload import DecodedImage, FetchPolicy, SourceKind, load_image
 from .core.policy import ResolutionPolicy
 from .core.resize import fit_long_side, resize, resize_image
 from .core.router import ROUTER_TARGET, Prediction, Router
+from .core.sources import LocalFilePolicy
 from .routers.fixed import FixedRouter
 from .routers.textscale import TextScaleRouter
 
@@ -35,10 +37,12 @@ __all__ = [
     "ImageDecodeError",
     "ImageResult",
     "ImageSkipped",
+    "LocalFilePolicy",
     "Prediction",
     "ROUTER_TARGET",
     "ResolutionPolicy",
     "RouteDecision",
+    "RouterError",
     "Router",
     "SourceKind",
     "TextScaleRouter",

@@ -24,6 +24,7 @@ from llama_index.core.schema import ImageDocument, ImageNode, TextNode  # noqa: 
 from PIL import Image  # noqa: E402
 from test_llama_index import TARGET, Collect, CountingRouter  # noqa: E402
 
+from cares_integrations import LocalFilePolicy  # noqa: E402
 from cares_integrations.core.errors import ImageDecodeError  # noqa: E402
 from cares_integrations.llama_index import (  # noqa: E402
     CaresImageTransform,
@@ -60,10 +61,12 @@ def conversation(page_png, tmp_path):
     ]
 
 
-def test_resizes_every_image_for_the_latest_question_and_keeps_everything_else(conversation):
+def test_resizes_every_image_for_the_latest_question_and_keeps_everything_else(conversation, tmp_path):
     before = [m.model_dump() for m in conversation]
     router = CountingRouter(512)
-    out = resize_chat_messages(conversation, router=router, target=TARGET)
+    # message content is untrusted: the scan's path is read only because its folder is allowed
+    out = resize_chat_messages(conversation, router=router, target=TARGET,
+                               local_files=LocalFilePolicy(roots=[tmp_path]))
 
     assert router.batches == [(3, [QUESTION] * 3)]  # one batch, routed for the latest user question
     assert [m.role for m in out] == [m.role for m in conversation]
@@ -104,12 +107,13 @@ def test_explicit_query_and_tool_result_images(page_png):
     assert router.batches[-1] == (1, ["Read the footnote"])
 
 
-def test_event_is_dispatched_with_chat_decisions(conversation):
+def test_event_is_dispatched_with_chat_decisions(conversation, tmp_path):
     root = get_dispatcher()
     handler = Collect()
     root.add_event_handler(handler)
     try:
-        resize_chat_messages(conversation, router=CountingRouter(512), target=TARGET)
+        resize_chat_messages(conversation, router=CountingRouter(512), target=TARGET,
+                             local_files=LocalFilePolicy(roots=[tmp_path]))
     finally:
         root.event_handlers.remove(handler)
     [event] = handler.events

@@ -3,8 +3,9 @@
 This is the one entry point the LangChain and LlamaIndex glue calls: they translate their
 framework's image blocks into plain image inputs and questions, call :func:`route_and_resize`,
 and write each :class:`ImageResult` back in their own form. Bad images either raise or pass
-through unchanged with the reason recorded; remote URLs that may not be fetched always pass
-through with the reason recorded.
+through unchanged with the reason recorded; remote URLs that may not be fetched, and local paths
+that the ``local_files`` policy does not allow, always pass through with the reason recorded.
+One image's failure, in decoding or in the router, fails only that image.
 """
 
 from __future__ import annotations
@@ -14,10 +15,13 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Sequence
 
 from .decision import RouteDecision
-from .errors import ImageDecodeError, ImageSkipped
+from .codec import encode_base64, make_data_url
+from .errors import CaresError, ImageDecodeError, ImageSkipped, RouterError, UnknownTargetError
+from .fetch import aprefetch
 from .payload import DecodedImage, ImageInput, load_image, mime_for_format
-from .resize import resize_decoded
+from .resize import resize_and_encode
 from .router import ROUTER_TARGET, Router, _as_queries
+from .sources import ANY_LOCAL_FILE, LocalFilePolicy
 
 OnError = Literal["raise", "passthrough"]
 
@@ -27,7 +31,9 @@ class ImageResult:
     """The outcome for one image: the output (in the input's own form), the decision, or why not.
 
     ``output`` is the original object, untouched, when the image was skipped or failed and
-    ``on_error="passthrough"``. ``mime_type`` is the output's MIME type when it was re-encoded.
+    ``on_error="passthrough"``. ``data`` holds the encoded bytes of ``output`` (None for a PIL
+    output, or when nothing was decoded) and ``mime_type`` their MIME type, so glue writes
+    :attr:`base64` or :attr:`data_url` without parsing or re-encoding the output.
     """
 
     original: Any
@@ -39,6 +45,18 @@ class ImageResult:
     notes: list[str] = field(default_factory=list)
     exception: Exception | None = field(default=None, repr=False)
     """The exception behind ``error``, so a caller can re-raise it with its own context."""
+    data: bytes | None = field(default=None, repr=False)
+    """Encoded bytes of ``output`` (re-encoded, or the original's own bytes when unchanged)."""
+
+    @property
+    def base64(self) -> str | None:
+        """``data`` as standard base64 text, or None when there are no bytes."""
+        return None if self.data is None else encode_base64(self.data)
+
+    @property
+    def data_url(self) -> str | None:
+        """``data`` as a ``data:`` URL with ``mime_type``, or None when there are no bytes."""
+        return None if self.data is None else make_data_url(self.data, self.mime_type or "image/png")
 
     @property
     def changed(self) -> bool:
@@ -62,24 +80,83 @@ def _check_on_error(on_error: str) -> None:
         raise ValueError(f"on_error must be 'raise' or 'passthrough', got {on_error!r}")
 
 
+def _failed(img: Any, exc: Exception) -> ImageResult:
+    return ImageResult(original=img, output=img, error=f"{type(exc).__name__}: {exc}", exception=exc)
+
+
 def _decode_all(
-    router: Router, images: list[Any], on_error: OnError
+    router: Router, images: list[Any], on_error: OnError, local_files: LocalFilePolicy | None,
+    inputs: list[Any] | None = None,
 ) -> tuple[list[ImageResult | None], list[DecodedImage], list[int]]:
-    """Decode every input; skipped and (in passthrough mode) failed ones get their result now."""
+    """Decode every input; skipped and (in passthrough mode) failed ones get their result now.
+
+    ``inputs`` are what to decode in place of ``images`` (the same list with URLs already
+    fetched, or the exception their fetch raised); results always carry ``images``' objects.
+    """
     results: list[ImageResult | None] = [None] * len(images)
     decoded: list[DecodedImage] = []
     where: list[int] = []
     for i, img in enumerate(images):
+        source = img if inputs is None else inputs[i]
         try:
-            decoded.append(load_image(img, fetch=router.fetch, max_pixels=router.max_pixels))
+            if isinstance(source, BaseException):
+                raise source
+            decoded.append(load_image(source, fetch=router.fetch, max_pixels=router.max_pixels,
+                                      local_files=local_files, formats=router.formats))
             where.append(i)
         except ImageSkipped as exc:
             results[i] = ImageResult(original=img, output=img, skipped_reason=exc.reason)
         except ImageDecodeError as exc:
             if on_error == "raise":
                 raise
-            results[i] = ImageResult(original=img, output=img, error=f"{type(exc).__name__}: {exc}", exception=exc)
+            results[i] = _failed(img, exc)
     return results, decoded, where
+
+
+def _as_router_error(exc: Exception) -> CaresError:
+    if isinstance(exc, CaresError):
+        return exc
+    error = RouterError(f"the router failed on this image: {type(exc).__name__}: {exc}")
+    error.__cause__ = exc
+    return error
+
+
+def _one_by_one(route: Any, decoded: list[DecodedImage], queries: list[str], target: Any,
+                on_error: OnError) -> list[Any]:
+    """Route each image alone after a batch failed: a decision, or the error for that image."""
+    out: list[Any] = []
+    for d, q in zip(decoded, queries):
+        try:
+            out.append(route([d], [q], target=target)[0])
+        except Exception as exc:  # noqa: BLE001 - any router failure fails this image alone
+            if on_error == "raise":
+                raise _as_router_error(exc) from exc
+            out.append(_as_router_error(exc))
+    return out
+
+
+def _route_sync(router: Router, decoded: list[DecodedImage], queries: list[str], target: Any,
+                on_error: OnError) -> list[Any]:
+    if not decoded:
+        return []
+    try:
+        return list(router.route_batch(decoded, queries, target=target))
+    except UnknownTargetError:  # the call's own mistake, not one image's
+        raise
+    except Exception:  # noqa: BLE001 - find the image that failed; the others still route
+        return _one_by_one(router.route_batch, decoded, queries, target, on_error)
+
+
+async def _route_async(router: Router, decoded: list[DecodedImage], queries: list[str], target: Any,
+                       on_error: OnError) -> list[Any]:
+    if not decoded:
+        return []
+    try:
+        return list(await router.aroute_batch(decoded, queries, target=target))
+    except UnknownTargetError:  # the call's own mistake, not one image's
+        raise
+    except Exception:  # noqa: BLE001 - find the image that failed; the others still route
+        return await asyncio.to_thread(_one_by_one, router.route_batch, decoded, queries, target, on_error)
 
 
 def _resize_all(
@@ -87,15 +164,26 @@ def _resize_all(
     images: list[Any],
     decoded: list[DecodedImage],
     where: list[int],
-    decisions: list[RouteDecision],
+    decisions: list[Any],
     fmt: str | None,
     quality: int,
+    on_error: OnError = "passthrough",
 ) -> list[ImageResult]:
     """Resize each decoded image to its decision's size, in the caller's own form."""
     for i, d, decision in zip(where, decoded, decisions):
-        out = resize_decoded(d, decision.send_size, fmt=fmt, quality=quality)
-        mime = None if out is d.original else mime_for_format(d.output_format(fmt))
-        results[i] = ImageResult(original=images[i], output=out, decision=decision, mime_type=mime, notes=list(d.notes))
+        if isinstance(decision, Exception):
+            results[i] = _failed(images[i], decision)
+            continue
+        try:
+            out, data = resize_and_encode(d, decision.send_size, fmt=fmt, quality=quality)
+        except Exception as exc:  # noqa: BLE001 - an encoder failure fails this image alone
+            if on_error == "raise":
+                raise ImageDecodeError(f"could not resize or encode the image: {type(exc).__name__}: {exc}") from exc
+            results[i] = _failed(images[i], exc)
+            continue
+        mime = None if data is None else mime_for_format(d.output_format(fmt) if out is not d.original else d.format)
+        results[i] = ImageResult(original=images[i], output=out, decision=decision, mime_type=mime,
+                                 notes=list(d.notes), data=data)
     return results  # type: ignore[return-value]
 
 
@@ -108,20 +196,26 @@ def route_and_resize(
     on_error: OnError = "raise",
     fmt: str | None = None,
     quality: int = 90,
+    local_files: LocalFilePolicy | None = ANY_LOCAL_FILE,
 ) -> list[ImageResult]:
     """Route every image for its question in one ``route_batch`` call and resize each one.
 
     Returns one :class:`ImageResult` per input, in order. With ``on_error="raise"`` a corrupt
     image raises :class:`ImageDecodeError`; with ``"passthrough"`` its original is returned and
-    the reason recorded. Remote URLs that the router's fetch policy does not allow are passed
-    through in both modes.
+    the reason recorded; a router failure on one image (any exception) fails only that image,
+    the same way. Remote URLs that the router's fetch policy does not allow, and paths that
+    ``local_files`` does not allow, are passed through in both modes.
+
+    ``local_files`` defaults to :data:`~cares_integrations.core.sources.ANY_LOCAL_FILE` (paths
+    the caller passes are its own); glue passes its own option, None unless the user opts in,
+    because strings inside framework objects are untrusted.
     """
     _check_on_error(on_error)
     images = list(images)
     qs = _as_queries(queries, len(images))
-    results, decoded, where = _decode_all(router, images, on_error)
-    decisions = router.route_batch(decoded, [qs[i] for i in where], target=target) if decoded else []
-    return _resize_all(results, images, decoded, where, decisions, fmt, quality)
+    results, decoded, where = _decode_all(router, images, on_error, local_files)
+    decisions = _route_sync(router, decoded, [qs[i] for i in where], target, on_error)
+    return _resize_all(results, images, decoded, where, decisions, fmt, quality, on_error)
 
 
 async def aroute_and_resize(
@@ -133,12 +227,16 @@ async def aroute_and_resize(
     on_error: OnError = "raise",
     fmt: str | None = None,
     quality: int = 90,
+    local_files: LocalFilePolicy | None = ANY_LOCAL_FILE,
 ) -> list[ImageResult]:
-    """Async :func:`route_and_resize`: decoding and resizing run in a worker thread, and routing
-    goes through :meth:`Router.aroute_batch` (which may gather concurrent callers into a batch)."""
+    """Async :func:`route_and_resize`: remote URLs are fetched on their own bounded pool
+    (:data:`~cares_integrations.core.fetch.FETCH_EXECUTOR`), decoding and resizing run in a
+    worker thread, and routing goes through :meth:`Router.aroute_batch` (which may gather
+    concurrent callers into a batch)."""
     _check_on_error(on_error)
     images = list(images)
     qs = _as_queries(queries, len(images))
-    results, decoded, where = await asyncio.to_thread(_decode_all, router, images, on_error)
-    decisions = await router.aroute_batch(decoded, [qs[i] for i in where], target=target) if decoded else []
-    return await asyncio.to_thread(_resize_all, results, images, decoded, where, decisions, fmt, quality)
+    inputs = await aprefetch(images, router.fetch)
+    results, decoded, where = await asyncio.to_thread(_decode_all, router, images, on_error, local_files, inputs)
+    decisions = await _route_async(router, decoded, [qs[i] for i in where], target, on_error)
+    return await asyncio.to_thread(_resize_all, results, images, decoded, where, decisions, fmt, quality, on_error)

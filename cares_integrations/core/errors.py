@@ -20,8 +20,16 @@ class DecompressionBombError(ImageDecodeError):
     """An image whose pixel count exceeds the configured limit (a decompression bomb guard)."""
 
 
+class RouterError(CaresError, RuntimeError):
+    """A router failed on one image (the original exception is its ``__cause__``).
+
+    Raised, or recorded for that image alone, when a router raises something other than a
+    typed error; the other images of the batch are routed as usual.
+    """
+
+
 class ImageSkipped(CaresError):
-    """An image deliberately left untouched (a remote URL with fetching not allowed).
+    """An image deliberately left untouched (a remote URL or local path no policy allows).
 
     Not a failure: pipelines pass the original through and record ``reason``.
     """

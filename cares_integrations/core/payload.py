@@ -9,30 +9,48 @@ Remote URLs are fetched only when the caller passes a :class:`FetchPolicy`.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import io
 import os
 import re
-import urllib.parse
-import urllib.request
-import warnings
 from dataclasses import dataclass, field
 from enum import Enum
-from pathlib import Path
-from typing import Any, Callable, Union
+from typing import Any, Callable, Iterable, Union
 
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps
 
+from .codec import base64_alphabet, decode_base64, encode_base64, looks_like_base64_image, make_data_url, parse_data_url, sniff_format
+from .composite import flatten
 from .errors import DecompressionBombError, ImageDecodeError, ImageSkipped
+from .fetch import FetchedImage, FetchPolicy, check_url, fetch as fetch_url, is_remote_url
+from .sources import ANY_LOCAL_FILE, LocalFilePolicy, file_url_path, read_local_file
+
+__all__ = [
+    "DEFAULT_FORMATS",
+    "DEFAULT_MAX_PIXELS",
+    "DecodedImage",
+    "FetchPolicy",
+    "ImageInput",
+    "LocalFilePolicy",
+    "SourceKind",
+    "encode_image",
+    "format_for_mime",
+    "is_remote_url",
+    "load_image",
+    "mime_for_format",
+]
 
 DEFAULT_MAX_PIXELS = 64_000_000
 """Default decompression-bomb guard: 64 megapixels (a 600-dpi A3 scan is about 35 MP)."""
 
+DEFAULT_FORMATS: frozenset[str] = frozenset({"PNG", "JPEG", "WEBP", "GIF", "BMP", "TIFF"})
+"""Formats decoded by default, recognised from their leading bytes before Pillow sees them.
+
+Anything else (EPS, PDF, PSD, ICO ...) is refused with an :class:`ImageDecodeError`; EPS in
+particular would make Pillow start Ghostscript."""
+
 ImageInput = Union[Image.Image, bytes, bytearray, memoryview, str, os.PathLike, "DecodedImage"]
 
-_DATA_URL = re.compile(r"^data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?P<params>(;[^,;]*)*?)(;base64)?,", re.I)
-_B64_CHARS = re.compile(r"^[A-Za-z0-9+/_=\r\n-]+$")
+_OTHER_SCHEME = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
 
 _FORMAT_MIME = {
     "PNG": "image/png",
@@ -60,36 +78,6 @@ class SourceKind(str, Enum):
     URL = "url"
 
 
-@dataclass(frozen=True)
-class FetchPolicy:
-    """Opt-in rules for fetching remote ``http(s)`` images.
-
-    Only hosts in ``allowed_hosts`` are fetched (``"*"`` allows any host; ``"*.example.com"``
-    allows subdomains), with a timeout in seconds and a byte limit on the response.
-    """
-
-    allowed_hosts: frozenset[str] = frozenset()
-    timeout: float = 10.0
-    max_bytes: int = 20 * 1024 * 1024
-
-    def __init__(self, allowed_hosts=(), timeout: float = 10.0, max_bytes: int = 20 * 1024 * 1024):
-        if isinstance(allowed_hosts, str):
-            allowed_hosts = (allowed_hosts,)
-        object.__setattr__(self, "allowed_hosts", frozenset(h.lower() for h in allowed_hosts))
-        object.__setattr__(self, "timeout", float(timeout))
-        object.__setattr__(self, "max_bytes", int(max_bytes))
-
-    def allows(self, url: str) -> bool:
-        """Whether ``url``'s host is on the allow-list."""
-        host = (urllib.parse.urlsplit(url).hostname or "").lower()
-        for pattern in self.allowed_hosts:
-            if pattern == "*" or pattern == host:
-                return True
-            if pattern.startswith("*.") and host.endswith(pattern[1:]):
-                return True
-        return False
-
-
 def mime_for_format(fmt: str) -> str:
     """The MIME type for a PIL format name (``"PNG"`` -> ``"image/png"``)."""
     return _FORMAT_MIME.get(fmt.upper(), "image/png")
@@ -100,11 +88,6 @@ def format_for_mime(mime: str | None) -> str | None:
     if not mime:
         return None
     return _MIME_FORMAT.get(mime.lower().strip())
-
-
-def is_remote_url(value: Any) -> bool:
-    """True for strings that are ``http://`` or ``https://`` URLs."""
-    return isinstance(value, str) and value[:8].lower().startswith(("http://", "https://"))
 
 
 @dataclass
@@ -165,12 +148,15 @@ class DecodedImage:
         if self.source_kind is SourceKind.PIL:
             return image
         data = self.encode(image, fmt=fmt, quality=quality)
-        if self.source_kind is SourceKind.BYTES:
+        return self.wrap(data, fmt)
+
+    def wrap(self, data: bytes, fmt: str | None = None) -> Any:
+        """Encoded ``data`` in the original's form: bytes, base64, or (otherwise) a data URL."""
+        if self.source_kind in (SourceKind.BYTES, SourceKind.PIL):
             return data
         if self.source_kind is SourceKind.BASE64:
-            return base64.b64encode(data).decode("ascii")
-        mime = mime_for_format(self.output_format(fmt))
-        return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
+            return encode_base64(data)
+        return make_data_url(data, mime_for_format(self.output_format(fmt)))
 
 
 def encode_image(image: Image.Image, fmt: str, *, quality: int = 90) -> bytes:
@@ -182,7 +168,7 @@ def encode_image(image: Image.Image, fmt: str, *, quality: int = 90) -> bytes:
     params: dict[str, Any] = {}
     if fmt == "JPEG":
         if img.mode in ("RGBA", "LA", "P"):
-            img = _flatten(img)
+            img = flatten(img)
         elif img.mode not in ("RGB", "L", "CMYK"):
             img = img.convert("RGB")
         params = {"quality": int(quality), "optimize": False}
@@ -191,20 +177,12 @@ def encode_image(image: Image.Image, fmt: str, *, quality: int = 90) -> bytes:
     elif fmt == "WEBP":
         params = {"quality": int(quality)}
     elif fmt == "BMP" and img.mode not in ("RGB", "L", "1", "P"):
-        img = _flatten(img)
+        img = flatten(img)
     elif fmt == "GIF" and img.mode not in ("P", "L"):
         img = img.convert("P", palette=Image.Palette.ADAPTIVE)
     buf = io.BytesIO()
     img.save(buf, format=fmt, **params)
     return buf.getvalue()
-
-
-def _flatten(img: Image.Image) -> Image.Image:
-    """Composite an image with alpha onto white and return RGB."""
-    rgba = img.convert("RGBA")
-    background = Image.new("RGB", rgba.size, (255, 255, 255))
-    background.paste(rgba, mask=rgba.getchannel("A"))
-    return background
 
 
 def _normalise_mode(img: Image.Image, notes: list[str]) -> Image.Image:
@@ -240,70 +218,87 @@ def _normalise_mode(img: Image.Image, notes: list[str]) -> Image.Image:
     return img.convert("RGB")
 
 
-def _decode_base64(text: str, what: str) -> bytes:
-    cleaned = "".join(text.split())
-    if not cleaned:
-        raise ImageDecodeError(f"{what} is empty")
-    padded = cleaned + "=" * (-len(cleaned) % 4)
-    try:
-        if "-" in cleaned or "_" in cleaned:
-            return base64.urlsafe_b64decode(padded)
-        return base64.b64decode(padded, validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise ImageDecodeError(f"{what} is not valid base64: {exc}") from exc
-
-
-def _parse_data_url(url: str) -> tuple[bytes, str | None]:
-    match = _DATA_URL.match(url)
-    if not match:
-        raise ImageDecodeError(f"malformed data URL (starts {url[:40]!r})")
-    payload = url[match.end():]
-    mime = match.group("mime")
-    if url[: match.end()].lower().rstrip(",").endswith(";base64"):
-        return _decode_base64(payload, "data URL payload"), mime
-    return urllib.parse.unquote_to_bytes(payload), mime
-
-
-def _fetch(url: str, policy: FetchPolicy) -> bytes:
-    request = urllib.request.Request(url, headers={"User-Agent": "cares-integrations"})
-    try:
-        with urllib.request.urlopen(request, timeout=policy.timeout) as response:  # noqa: S310
-            length = response.headers.get("Content-Length")
-            if length is not None and int(length) > policy.max_bytes:
-                raise ImageDecodeError(
-                    f"remote image {url} is {int(length)} bytes, over the {policy.max_bytes}-byte limit"
-                )
-            data = response.read(policy.max_bytes + 1)
-    except ImageDecodeError:
-        raise
-    except Exception as exc:  # network errors of every kind
-        raise ImageDecodeError(f"could not fetch remote image {url}: {exc}") from exc
-    if len(data) > policy.max_bytes:
-        raise ImageDecodeError(f"remote image {url} exceeds the {policy.max_bytes}-byte limit")
-    return data
-
-
 def _classify_string(value: str) -> SourceKind:
+    """What a string holds, from its text alone (the file system is never probed)."""
     head = value[:16].lower()
     if head.startswith("data:"):
         return SourceKind.DATA_URL
     if head.startswith(("http://", "https://")):
         return SourceKind.URL
-    if head.startswith("file://"):
+    if head.startswith("file:"):
         return SourceKind.PATH
-    # Base64 never holds '.', '\\' or spaces, while paths usually do; "/9j/..." (JPEG base64)
-    # starts with a slash, so the alphabet decides, not the first character.
-    if len(value) < 4096 and os.path.exists(value):
-        return SourceKind.PATH
-    if _B64_CHARS.match(value[:4096]) and len(value) >= 8:
+    if _OTHER_SCHEME.match(value[:64]):
+        raise ImageSkipped("image URL left as is: only http(s), data: and (with a local-file policy) file: URLs are read")
+    # Base64 of an image starts with its format's magic ("iVBORw0KGgo" for PNG, "/9j/" for
+    # JPEG), which tells "/9j/4AAQ..." from "/srv/pages/a.png" without touching the disk.
+    if looks_like_base64_image(value) or len(value) >= 4096:
         return SourceKind.BASE64
-    if len(value) < 4096 and ("." in value or "/" in value or "\\" in value) and " " not in value.strip():
-        return SourceKind.PATH  # a path that doesn't exist: reading it gives the precise error
-    raise ImageDecodeError(
-        f"string image source is neither a data URL, an http(s) URL, an existing path, "
-        f"nor base64 (starts {value[:40]!r})"
-    )
+    if "/" not in value and "\\" not in value and "." not in value:
+        if " " not in value.strip() and base64_alphabet(value) is not None:
+            return SourceKind.BASE64  # decoding says precisely what is wrong with it
+        raise ImageDecodeError(
+            f"string image source ({len(value)} characters) is neither a data URL, an http(s) URL, "
+            "a path, nor base64"
+        )
     return SourceKind.PATH
+
+
+def _allowed(formats: Iterable[str] | None) -> frozenset[str]:
+    if formats is None:
+        return DEFAULT_FORMATS
+    chosen = frozenset(f.upper().replace("JPG", "JPEG") for f in formats)
+    return chosen
+
+
+def _open_allowed(raw: bytes, formats: frozenset[str], kind: SourceKind) -> Image.Image:
+    """Open ``raw`` with the one Pillow plugin its leading bytes name, if that format is allowed.
+
+    Pillow's own pixel-count check is not run here (our ``max_pixels`` is the guard), and no
+    other decoder ever sees the bytes, so no plugin that starts a program (EPS) can be reached.
+    """
+    fmt = sniff_format(raw)
+    allowed = ", ".join(sorted(formats))
+    if fmt is None:
+        raise ImageDecodeError(
+            f"data from {kind.value} is not a recognisable image ({len(raw)} bytes); allowed formats: {allowed}"
+        )
+    if fmt not in formats:
+        raise ImageDecodeError(f"data from {kind.value} is {fmt}, which is not an allowed image format ({allowed})")
+    Image.preinit()
+    if fmt not in Image.OPEN:
+        Image.init()
+    if fmt not in Image.OPEN:
+        raise ImageDecodeError(f"this Pillow build cannot decode {fmt}")
+    factory, _accept = Image.OPEN[fmt]
+    try:
+        return factory(io.BytesIO(raw), None)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise DecompressionBombError(f"{fmt} image from {kind.value} refused by Pillow's own limit: {exc}") from exc
+    except Exception as exc:  # noqa: BLE001 - a malformed header raises anything from SyntaxError to struct.error
+        raise ImageDecodeError(
+            f"data from {kind.value} is not a recognisable image: it starts like {fmt} but is corrupt "
+            f"({type(exc).__name__})"
+        ) from exc
+
+
+def _read_source(source: Any, kind: SourceKind, fetch: FetchPolicy | None,
+                 local_files: LocalFilePolicy | None) -> tuple[bytes, str | None]:
+    """The raw bytes (and a MIME hint) of a non-PIL source."""
+    if isinstance(source, FetchedImage):
+        return source.data, None
+    if kind is SourceKind.BYTES:
+        return bytes(source), None
+    if kind is SourceKind.DATA_URL:
+        return parse_data_url(source)
+    if kind is SourceKind.BASE64:
+        return decode_base64(source, "base64 image string"), None
+    if kind is SourceKind.URL:
+        check_url(source, fetch)
+        return fetch_url(source, fetch), None
+    path = os.fspath(source)
+    if isinstance(path, str) and path[:5].lower() == "file:":
+        path = file_url_path(path)
+    return read_local_file(path, local_files), None
 
 
 def load_image(
@@ -312,8 +307,17 @@ def load_image(
     fetch: FetchPolicy | None = None,
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
     draft: tuple[int, int] | Callable[[int, int], tuple[int, int]] | None = None,
+    local_files: LocalFilePolicy | None = ANY_LOCAL_FILE,
+    formats: Iterable[str] | None = None,
 ) -> DecodedImage:
     """Read an image from any supported form.
+
+    ``fetch``: a :class:`FetchPolicy` lets http(s) URLs be downloaded (default: they are not).
+    ``local_files``: which paths and ``file:`` URLs may be read; the default reads any regular
+    file under a byte limit, right for paths the program chose itself; pass None (or a policy
+    with roots) for strings from untrusted input. ``formats``: the decoder allow-list (default
+    :data:`DEFAULT_FORMATS`), checked from the leading bytes. ``max_pixels``: the
+    decompression-bomb guard (None lifts it, Pillow's own limit included).
 
     ``draft`` is an optional (width, height) the caller will downscale to, or a function of the
     oriented (width, height) returning it: JPEGs are then decoded
@@ -321,21 +325,21 @@ def load_image(
     since a LANCZOS resize follows). ``size`` still reports the stored size.
 
     Raises :class:`ImageDecodeError` (or its subclass :class:`DecompressionBombError`) when the
-    input is corrupt, not an image, missing, or over ``max_pixels``; raises
-    :class:`ImageSkipped` for a remote URL when ``fetch`` does not allow its host.
+    input is corrupt, not an allowed image, unreadable, or over ``max_pixels``; raises
+    :class:`ImageSkipped` for a remote URL or a local path that the policies do not allow.
+    Error messages never carry bytes of the file or payload.
     """
     if isinstance(source, DecodedImage):
         return source
-    raw: bytes | None = None
-    mime_hint: str | None = None
-    original = source
+    allowed = _allowed(formats)
     if isinstance(source, Image.Image):
-        kind = SourceKind.PIL
         _check_pixels(source.size, max_pixels, "PIL image")
-        return _finish(source, source.format or "PNG", kind, original, None, max_pixels, None)
-    if isinstance(source, (bytes, bytearray, memoryview)):
+        return _finish(source, source.format or "PNG", SourceKind.PIL, source, None, max_pixels, None)
+    original: Any = source
+    if isinstance(source, FetchedImage):
+        kind, original = SourceKind.URL, source.url
+    elif isinstance(source, (bytes, bytearray, memoryview)):
         kind = SourceKind.BYTES
-        raw = bytes(source)
     elif isinstance(source, os.PathLike):
         kind = SourceKind.PATH
     elif isinstance(source, str):
@@ -345,41 +349,10 @@ def load_image(
             f"unsupported image source type {type(source).__name__}; expected a PIL image, bytes, "
             "a base64 string, a data URL, a path, or an http(s) URL"
         )
-
-    if kind is SourceKind.DATA_URL:
-        raw, mime_hint = _parse_data_url(source)  # type: ignore[arg-type]
-    elif kind is SourceKind.BASE64:
-        raw = _decode_base64(source, "base64 image string")  # type: ignore[arg-type]
-    elif kind is SourceKind.URL:
-        if fetch is None or not fetch.allows(source):  # type: ignore[arg-type]
-            host = urllib.parse.urlsplit(source).hostname  # type: ignore[arg-type]
-            why = "remote fetching is off" if fetch is None else f"host {host!r} is not allow-listed"
-            raise ImageSkipped(f"remote image URL left as is: {why}")
-        raw = _fetch(source, fetch)  # type: ignore[arg-type]
-    elif kind is SourceKind.PATH:
-        path = str(source)
-        if path.lower().startswith("file://"):
-            path = urllib.request.url2pathname(urllib.parse.urlsplit(path).path)
-        try:
-            raw = Path(path).read_bytes()
-        except OSError as exc:
-            raise ImageDecodeError(f"cannot read image file {path!r}: {exc.strerror or exc}") from exc
-
-    assert raw is not None
+    raw, mime_hint = _read_source(source, kind, fetch, local_files)
     if not raw:
         raise ImageDecodeError(f"image data from {kind.value} is empty (0 bytes)")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(io.BytesIO(raw))
-    except (UnidentifiedImageError, Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
-        if isinstance(exc, (Image.DecompressionBombWarning, Image.DecompressionBombError)):
-            raise DecompressionBombError(f"image from {kind.value} refused: {exc}") from exc
-        raise ImageDecodeError(
-            f"data from {kind.value} is not a recognisable image ({len(raw)} bytes, starts {raw[:8]!r})"
-        ) from exc
-    except Exception as exc:
-        raise ImageDecodeError(f"cannot open image from {kind.value}: {exc}") from exc
+    img = _open_allowed(raw, allowed, kind)
     return _finish(
         img, img.format or format_for_mime(mime_hint) or "PNG", kind, original, raw, max_pixels, mime_hint, draft
     )
@@ -393,6 +366,14 @@ def _check_pixels(size: tuple[int, int], max_pixels: int | None, what: str) -> N
         )
 
 
+def _safe_reason(exc: BaseException) -> str:
+    """``exc``'s type and message, the message dropped if it quotes bytes of the data."""
+    text = str(exc)
+    if not text or "b'" in text or 'b"' in text or len(text) > 200:
+        return type(exc).__name__
+    return f"{type(exc).__name__}: {text}"
+
+
 def _finish(
     img: Image.Image,
     fmt: str,
@@ -403,14 +384,21 @@ def _finish(
     mime_hint: str | None,
     draft: tuple[int, int] | Callable[[int, int], tuple[int, int]] | None = None,
 ) -> DecodedImage:
-    """Check size, take the first frame, apply EXIF orientation, decode and normalise the mode."""
+    """Check size, pick the frame, apply EXIF orientation, decode and normalise the mode.
+
+    A caller's PIL image is never changed: its current frame is copied (frame position, mode
+    and pixels stay as they were); a file's first frame is used.
+    """
     notes: list[str] = []
     _check_pixels(img.size, max_pixels, f"image from {kind.value}")
-    n_frames = int(getattr(img, "n_frames", 1) or 1)
-    if n_frames > 1:
-        img.seek(0)
-        notes.append(f"multi-frame image: used the first of {n_frames} frames")
     try:
+        n_frames = int(getattr(img, "n_frames", 1) or 1)
+        if n_frames > 1:
+            if kind is SourceKind.PIL:
+                notes.append(f"multi-frame image: used its current frame, {img.tell() + 1} of {n_frames}")
+                img = img.copy()
+            else:
+                notes.append(f"multi-frame image: used the first of {n_frames} frames")
         orientation = img.getexif().get(0x0112, 1)
         stored_w, stored_h = img.size
         swapped = orientation in (5, 6, 7, 8)
@@ -419,20 +407,16 @@ def _finish(
             want = draft(*original_size) if callable(draft) else draft
             want = (want[1], want[0]) if swapped else want
             img.draft(img.mode if img.mode in ("RGB", "L") else "RGB", want)
-        if kind is SourceKind.PIL:
-            # Don't touch the caller's object: transpose returns a copy.
-            img = ImageOps.exif_transpose(img) if orientation not in (1, None) else img
-        else:
+        if kind is not SourceKind.PIL:
             img.load()
-            if orientation not in (1, None):
-                img = ImageOps.exif_transpose(img)
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise ImageDecodeError(f"image from {kind.value} is truncated or corrupt: {exc}") from exc
-    if orientation not in (1, None):
-        notes.append(f"EXIF orientation {orientation} applied")
-    if n_frames > 1 and kind is SourceKind.PIL:
-        img = img.copy()
-    img = _normalise_mode(img, notes)
+        if orientation not in (1, None):
+            img = ImageOps.exif_transpose(img)  # a copy: the caller's object is not touched
+            notes.append(f"EXIF orientation {orientation} applied")
+        img = _normalise_mode(img, notes)
+    except (ImageDecodeError, ImageSkipped):
+        raise
+    except Exception as exc:  # noqa: BLE001 - decoders raise anything on hostile data
+        raise ImageDecodeError(f"image from {kind.value} is truncated or corrupt ({_safe_reason(exc)})") from exc
     return DecodedImage(
         image=img,
         format=(fmt or "PNG").upper(),

@@ -7,12 +7,13 @@ the target is much smaller, so a 200-dpi page shrinks in a fraction of a plain r
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Iterable
 
 from PIL import Image
 
 from .geometry import fit_long_side
 from .payload import DEFAULT_MAX_PIXELS, DecodedImage, FetchPolicy, ImageInput, load_image
+from .sources import ANY_LOCAL_FILE, LocalFilePolicy
 
 __all__ = ["REDUCING_GAP", "fit_long_side", "resize", "resize_decoded", "resize_image"]
 
@@ -37,6 +38,33 @@ def resize_image(image: Image.Image, size: tuple[int, int]) -> Image.Image:
     return image.resize((width, height), Image.Resampling.LANCZOS, reducing_gap=REDUCING_GAP)
 
 
+def resize_and_encode(
+    decoded: DecodedImage, size: tuple[int, int], *, fmt: str | None = None, quality: int = 90
+) -> tuple[Any, bytes | None]:
+    """(output, its encoded bytes): ``decoded`` resized to ``size`` in the caller's own form.
+
+    The bytes are those of the output (None for a PIL output): glue that needs base64 or a data
+    URL takes them from here instead of parsing the output again. When ``size`` equals the stored
+    size and no format change is asked for, the original input comes back unchanged (no
+    re-encoding loss), with the bytes it was decoded from.
+    """
+    size = (int(size[0]), int(size[1]))
+    kind = decoded.source_kind.value
+    if size == tuple(decoded.size) and (fmt is None or decoded.output_format(fmt) == decoded.format):
+        if kind in ("pil", "bytes", "base64", "data_url"):
+            return decoded.original, decoded.raw
+    if size == tuple(decoded.size) and decoded.image.size == size:
+        image = decoded.image
+    else:
+        if size[0] > decoded.size[0] or size[1] > decoded.size[1]:
+            raise ValueError(f"refusing to upscale {decoded.size[0]}x{decoded.size[1]} to {size[0]}x{size[1]}")
+        image = resize_image(decoded.image, size)
+    if kind == "pil":
+        return image, None
+    data = decoded.encode(image, fmt=fmt, quality=quality)
+    return decoded.wrap(data, fmt), data
+
+
 def resize_decoded(
     decoded: DecodedImage, size: tuple[int, int], *, fmt: str | None = None, quality: int = 90
 ) -> Any:
@@ -45,14 +73,7 @@ def resize_decoded(
     When ``size`` equals the stored size and no format change is asked for, the original input
     is returned unchanged (no re-encoding loss).
     """
-    if tuple(size) == tuple(decoded.size) and (fmt is None or decoded.output_format(fmt) == decoded.format):
-        if decoded.source_kind.value in ("pil", "bytes", "base64", "data_url"):
-            return decoded.original
-    if tuple(size) == tuple(decoded.size) and decoded.image.size == tuple(size):
-        return decoded.encode_like(decoded.image, fmt=fmt, quality=quality)
-    if size[0] > decoded.size[0] or size[1] > decoded.size[1]:
-        raise ValueError(f"refusing to upscale {decoded.size[0]}x{decoded.size[1]} to {size[0]}x{size[1]}")
-    return decoded.encode_like(resize_image(decoded.image, size), fmt=fmt, quality=quality)
+    return resize_and_encode(decoded, size, fmt=fmt, quality=quality)[0]
 
 
 def resize(
@@ -64,11 +85,14 @@ def resize(
     quality: int = 90,
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
     fetch: FetchPolicy | None = None,
+    local_files: LocalFilePolicy | None = ANY_LOCAL_FILE,
+    formats: Iterable[str] | None = None,
 ) -> Any:
     """Decode, resize and re-encode an image in one call, returning the caller's form.
 
     Give either ``long_side`` (aspect kept, never upscaled) or an exact ``size``. The format is
-    kept (PNG stays PNG, JPEG stays JPEG at ``quality``) unless ``fmt`` is given.
+    kept (PNG stays PNG, JPEG stays JPEG at ``quality``) unless ``fmt`` is given. ``fetch``,
+    ``local_files``, ``formats`` and ``max_pixels`` are :func:`load_image`'s.
     """
     if (long_side is None) == (size is None):
         raise ValueError("give exactly one of long_side or size")
@@ -76,8 +100,8 @@ def resize(
         def draft(w: int, h: int, _ls: int = long_side) -> tuple[int, int]:
             return fit_long_side(w, h, _ls)
 
-        decoded = load_image(source, fetch=fetch, max_pixels=max_pixels, draft=draft)
+        decoded = load_image(source, fetch=fetch, max_pixels=max_pixels, local_files=local_files, formats=formats, draft=draft)
         size = fit_long_side(*decoded.size, long_side)
     else:
-        decoded = load_image(source, fetch=fetch, max_pixels=max_pixels, draft=tuple(size))  # type: ignore[arg-type]
+        decoded = load_image(source, fetch=fetch, max_pixels=max_pixels, local_files=local_files, formats=formats, draft=tuple(size))  # type: ignore[arg-type]
     return resize_decoded(decoded, size, fmt=fmt, quality=quality)

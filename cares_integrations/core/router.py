@@ -17,9 +17,10 @@ import copy
 import logging
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Iterable, Sequence
 
 from .decision import RouteDecision
+from .fetch import aprefetch
 from .payload import DEFAULT_MAX_PIXELS, DecodedImage, FetchPolicy, ImageInput, load_image
 from .policy import ResolutionPolicy
 from .sizing import send_size
@@ -103,7 +104,8 @@ class Router(ABC):
     Options shared by all routers: ``policy`` (bins, continuous/discrete, clamps), ``target``
     (default target model for provider-aware sizing and token counts, overridable per call),
     ``free_detail`` (grow to the largest size costing the same tokens), ``max_pixels``
-    (decompression-bomb guard) and ``fetch`` (opt-in remote fetching).
+    (decompression-bomb guard; None lifts it), ``fetch`` (opt-in remote fetching) and
+    ``formats`` (the decoder allow-list, default PNG, JPEG, WebP, GIF, BMP, TIFF).
     """
 
     name: str = "router"
@@ -116,12 +118,14 @@ class Router(ABC):
         free_detail: bool = True,
         max_pixels: int | None = DEFAULT_MAX_PIXELS,
         fetch: FetchPolicy | None = None,
+        formats: Iterable[str] | None = None,
     ) -> None:
         self.policy = policy or ResolutionPolicy()
         self.target = target
         self.free_detail = free_detail
         self.max_pixels = max_pixels
         self.fetch = fetch
+        self.formats = None if formats is None else frozenset(f.upper() for f in formats)
         if target is not None:
             from .tokens import get_target
 
@@ -178,6 +182,7 @@ class Router(ABC):
         images, qs = _batch_args(images, queries)
         if not images:
             return []
+        images = await self._afetch(images)  # on the fetch pool: slow servers never hold these threads
         decoded = await asyncio.to_thread(lambda: [self._decode(img) for img in images])
         return self._decide_all(decoded, self._checked(await self._apredict(decoded, qs), decoded), target)
 
@@ -209,9 +214,17 @@ class Router(ABC):
         """The target a call sizes for: ``target``, or the router's own for :data:`ROUTER_TARGET`."""
         return self.target if target is ROUTER_TARGET else target
 
+    async def _afetch(self, images: list[ImageInput]) -> list[ImageInput]:
+        """``images`` with allowed remote URLs downloaded on the fetch pool (raises a fetch's error)."""
+        fetched = await aprefetch(images, self.fetch)
+        for img in fetched:
+            if isinstance(img, BaseException):
+                raise img
+        return fetched
+
     # -- shared machinery ----------------------------------------------------------------------
     def _decode(self, image: ImageInput) -> DecodedImage:
-        return load_image(image, fetch=self.fetch, max_pixels=self.max_pixels)
+        return load_image(image, fetch=self.fetch, max_pixels=self.max_pixels, formats=self.formats)
 
     def _checked(self, predictions: list[Prediction], decoded: list[DecodedImage]) -> list[Prediction]:
         if len(predictions) != len(decoded):

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from ..core.apply import ImageResult
-from ..core.payload import is_remote_url
+from ..core.fetch import is_remote_url
 
 BlockForm = Literal["image_url", "image_url_str", "input_image", "v1", "v0", "anthropic"]
 
@@ -33,8 +33,9 @@ class ImageBlockRef:
     """One image found in a content block: its form, and the image source to route.
 
     ``source`` is what :func:`cares_integrations.apply.route_and_resize` reads (a data URL, a bare
-    base64 string or an http(s) URL); it is None when the block only references a stored file,
-    and ``skip_reason`` then says why it is left alone.
+    base64 string, an http(s) URL; a path or ``file:`` URL is read only under a local-file
+    policy); it is None when the block only references a stored file, and ``skip_reason`` then
+    says why it is left alone.
     """
 
     form: BlockForm
@@ -88,12 +89,6 @@ def _is_fetched_url(ref: ImageBlockRef, result: ImageResult) -> bool:
     return is_remote_url(ref.source) and result.changed
 
 
-def _data_url_parts(data_url: str) -> tuple[str, str]:
-    head, _, payload = data_url.partition(",")
-    mime = head[5:].split(";", 1)[0] or "image/png"
-    return mime, payload
-
-
 def write_image_block(block: dict[str, Any], ref: ImageBlockRef, result: ImageResult) -> dict[str, Any]:
     """A NEW block in ``block``'s own form holding ``result.output``; ``block`` is not modified.
 
@@ -113,7 +108,7 @@ def write_image_block(block: dict[str, Any], ref: ImageBlockRef, result: ImageRe
 
     fetched = _is_fetched_url(ref, result)
     if fetched:  # the output of a fetched URL is a data URL; base64 forms want the payload alone
-        mime, out = _data_url_parts(out)
+        mime, out = result.mime_type or "image/png", result.base64
     if ref.form == "v1":
         if "base64" in block or fetched:
             new = {k: v for k, v in block.items() if not (fetched and k == "url")}

@@ -16,6 +16,7 @@ from pydantic import ConfigDict, Field
 from ..core.apply import ImageResult, aroute_and_resize, route_and_resize
 from ..routers.registry import load_router
 from ..core.router import Router, target_or_router
+from ..core.sources import LocalFilePolicy
 
 _NOT_GIVEN: Any = object()
 
@@ -24,8 +25,8 @@ class CaresDocumentTransformer(BaseDocumentCompressor, BaseDocumentTransformer):
     """Resize each retrieved Document's page image for the query; returns NEW Documents.
 
     The image is read from ``metadata[image_key]`` (default ``"image"``: any form
-    :func:`cares_integrations.load_image` reads: base64, data URL, bytes, PIL image, path, http(s)
-    URL), or from ``page_content`` when ``content_is_image=True`` (base64 or data URL text). The
+    :func:`cares_integrations.load_image` reads: base64, data URL, bytes, PIL image, http(s)
+    URL; a path only under ``local_files``), or from ``page_content`` when ``content_is_image=True`` (base64 or data URL text). The
     resized image is written back in the same place and form; the decision (or why the image was
     left alone) goes to ``metadata[decision_key]``; a ``mime_type`` metadata key, if present,
     follows the output format. Every other metadata key, the id and the
@@ -62,6 +63,10 @@ class CaresDocumentTransformer(BaseDocumentCompressor, BaseDocumentTransformer):
 
     quality: int = Field(default=90, ge=1, le=100)
     """JPEG/WebP quality of re-encoded images."""
+
+    local_files: LocalFilePolicy | None = None
+    """Folders that a path or ``file:`` URL in the metadata may be read from. None (the default):
+    document metadata is untrusted, such images are kept as they are with the reason recorded."""
 
     def _locate(self, documents: Sequence[Document]) -> tuple[list[int], list[Any], list[bool]]:
         where: list[int] = []
@@ -116,7 +121,7 @@ class CaresDocumentTransformer(BaseDocumentCompressor, BaseDocumentTransformer):
         where, images, in_content = self._locate(documents)
         results = route_and_resize(
             self.router, images, question, target=self._target(), on_error=self.on_error,
-            fmt=self.image_format, quality=self.quality,
+            fmt=self.image_format, quality=self.quality, local_files=self.local_files,
         ) if images else []
         return self._rebuild(documents, where, in_content, results)
 
@@ -128,7 +133,7 @@ class CaresDocumentTransformer(BaseDocumentCompressor, BaseDocumentTransformer):
         where, images, in_content = self._locate(documents)
         results = await aroute_and_resize(
             self.router, images, question, target=self._target(), on_error=self.on_error,
-            fmt=self.image_format, quality=self.quality,
+            fmt=self.image_format, quality=self.quality, local_files=self.local_files,
         ) if images else []
         return self._rebuild(documents, where, in_content, results)
 

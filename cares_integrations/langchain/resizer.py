@@ -24,6 +24,7 @@ from ..core.apply import ImageResult, aroute_and_resize, route_and_resize
 from ..routers.registry import load_router
 from ..core.policy import ResolutionPolicy
 from ..core.router import Router, target_or_router
+from ..core.sources import LocalFilePolicy
 from .messages import LocatedImage, QuestionGetter, default_question, find_images, rewrite
 
 EVENT_NAME = "cares_route"
@@ -96,6 +97,10 @@ class CaresImageResizer(RunnableSerializable[LanguageModelInput, LanguageModelIn
 
     quality: int = Field(default=90, ge=1, le=100)
     """JPEG/WebP quality of re-encoded images."""
+
+    local_files: LocalFilePolicy | None = None
+    """Folders that paths and ``file:`` URLs in image blocks may be read from. None (the
+    default): message content is untrusted, such images pass through with the reason recorded."""
 
     @field_validator("image_format", mode="before")
     @classmethod
@@ -231,7 +236,7 @@ class CaresImageResizer(RunnableSerializable[LanguageModelInput, LanguageModelIn
         results = (
             route_and_resize(
                 self._router(), sources, queries, target=self._target(), on_error="passthrough",
-                fmt=self.image_format, quality=self.quality,
+                fmt=self.image_format, quality=self.quality, local_files=self.local_files,
             )
             if sources
             else []
@@ -243,7 +248,7 @@ class CaresImageResizer(RunnableSerializable[LanguageModelInput, LanguageModelIn
         results = (
             await aroute_and_resize(
                 self._router(), sources, queries, target=self._target(), on_error="passthrough",
-                fmt=self.image_format, quality=self.quality,
+                fmt=self.image_format, quality=self.quality, local_files=self.local_files,
             )
             if sources
             else []

@@ -4,8 +4,6 @@ hands an agent a page image at the size its question needs."""
 from __future__ import annotations
 
 import asyncio
-import base64
-import io
 import os
 import uuid
 from pathlib import Path
@@ -22,8 +20,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from ..core.apply import ImageResult, aroute_and_resize, route_and_resize
 from ..core.errors import ImageDecodeError
 from ..routers.registry import load_router
-from ..core.payload import is_remote_url, mime_for_format
+from ..core.codec import encode_base64, is_data_url, looks_like_base64_image
+from ..core.fetch import is_remote_url
+from ..core.payload import encode_image
 from ..core.router import Router, target_or_router
+from ..core.sources import ANY_LOCAL_FILE, LocalFilePolicy
 from .resizer import EVENT_NAME
 
 QUESTION_ARG_NAMES = ("question", "query", "prompt", "instruction", "task")
@@ -37,23 +38,21 @@ def _child_config(config: RunnableConfig | None, run_manager: Any) -> RunnableCo
 
 
 def _looks_like_image(value: Any, *, named: bool = False) -> bool:
-    """Whether a tool argument value is an image to route.
+    """Whether a tool argument value is an image to hand to the core.
 
-    Inline data (data URL, bytes, PIL image) and http(s) URLs always are; local paths never are
-    (the wrapped tool reads the file). Other strings are when the argument was named in
-    ``image_args`` (so a corrupt payload fails loudly), or when they look like base64 otherwise.
+    Inline data (data URL, bytes, PIL image, base64 of an image) and http(s) URLs are; so are
+    strings that look like paths or ``file:`` URLs, which the core reads only under the
+    wrapper's ``local_files`` policy and otherwise passes on untouched with the reason
+    recorded. Any other string is when the argument was named in ``image_args`` (so a corrupt
+    payload fails loudly).
     """
     if isinstance(value, (bytes, bytearray, Image.Image)):
         return True
     if not isinstance(value, str) or not value:
         return False
-    if value[:5].lower() == "data:" or is_remote_url(value):
+    if named or is_data_url(value) or is_remote_url(value) or looks_like_base64_image(value):
         return True
-    if len(value) < 4096 and os.path.exists(value):
-        return False
-    if named:
-        return True
-    return len(value) >= 64 and value.replace("\n", "").rstrip("=").replace("+", "").replace("/", "").isalnum()
+    return value[:5].lower() == "file:" or ("/" in value or "\\" in value) and len(value) < 4096
 
 
 # -- wrap_tool --------------------------------------------------------------------------------
@@ -95,6 +94,10 @@ class CaresToolWrapper(BaseTool):
 
     quality: int = Field(default=90, ge=1, le=100)
     """JPEG/WebP quality of re-encoded images."""
+
+    local_files: LocalFilePolicy | None = None
+    """Folders that paths and ``file:`` URLs in image arguments may be read from. None (the
+    default): tool arguments are untrusted, such values go to the tool untouched."""
 
     # -- argument handling --------------------------------------------------------------------
     def _question(self, arguments: dict[str, Any]) -> str:
@@ -173,6 +176,7 @@ class CaresToolWrapper(BaseTool):
             "on_error": self.on_error,
             "fmt": self.image_format,
             "quality": self.quality,
+            "local_files": self.local_files,
         }
 
     def _run(self, *args: Any, config: RunnableConfig, run_manager: Any = None, **kwargs: Any) -> Any:
@@ -213,6 +217,7 @@ def wrap_tool(
     on_error: Literal["raise", "passthrough"] = "raise",
     image_format: Literal["PNG", "JPEG", "WEBP"] | None = None,
     quality: int = 90,
+    local_files: LocalFilePolicy | None = None,
 ) -> BaseTool:
     """A tool with ``tool``'s name, description and args schema that resizes its image arguments
     for the question before calling ``tool`` (sync and async).
@@ -220,8 +225,9 @@ def wrap_tool(
     Image arguments (``image_args``, or by default every argument whose name contains
     ``"image"`` or whose value is a ``data:image/`` URL; a list of images works too) holding a
     data URL, base64, bytes or a PIL image are resized and passed on in the same form. Local
-    paths are passed on untouched (the tool reads the file), and http(s) URLs are too unless the
-    router's fetch policy allows them. The question comes from ``question_getter(arguments)``,
+    paths and ``file:`` URLs are passed on untouched, with the reason in the event, unless
+    ``local_files`` names their folder (tool arguments come from the model, so they are
+    untrusted); http(s) URLs are passed on too unless the router's fetch policy allows them. The question comes from ``question_getter(arguments)``,
     ``arguments[question_arg]``, or the first of :data:`QUESTION_ARG_NAMES` present, else ``""``.
     """
     if not isinstance(tool, BaseTool):
@@ -244,6 +250,7 @@ def wrap_tool(
         on_error=on_error,
         image_format=image_format,
         quality=quality,
+        local_files=local_files,
     )
 
 
@@ -261,27 +268,12 @@ PageSource = Mapping[str, Any] | Callable[[str], Any] | str | os.PathLike
 """Where pages come from: a mapping of page id to image, a loader ``page_id -> image``, or a folder."""
 
 
-def _mime_of(data: bytes) -> str:
-    try:
-        with Image.open(io.BytesIO(data)) as img:
-            return mime_for_format(img.format or "PNG")
-    except Exception:  # noqa: BLE001 - only used for images we just decoded
-        return "image/png"
-
-
-def _inline(output: Any, mime: str | None) -> tuple[str, str] | None:
-    """(mime type, base64) for an inline image output, or None for a URL left as is."""
-    if isinstance(output, Image.Image):
-        buf = io.BytesIO()
-        output.save(buf, format="PNG")
-        return "image/png", base64.b64encode(buf.getvalue()).decode("ascii")
-    if isinstance(output, (bytes, bytearray)):
-        return mime or _mime_of(bytes(output)), base64.b64encode(bytes(output)).decode("ascii")
-    if isinstance(output, str) and output[:5].lower() == "data:":
-        head, _, payload = output.partition(",")
-        return head[5:].split(";", 1)[0] or "image/png", payload
-    if isinstance(output, str) and not is_remote_url(output):
-        return mime or _mime_of(base64.b64decode(output)), output
+def _inline(result: ImageResult) -> tuple[str, str] | None:
+    """(mime type, base64) of an inline image output, or None for a URL left as is."""
+    if isinstance(result.output, Image.Image):
+        return "image/png", encode_base64(encode_image(result.output, "PNG"))
+    if result.data is not None:
+        return result.mime_type or "image/png", result.base64  # type: ignore[return-value]
     return None
 
 
@@ -336,6 +328,18 @@ class CaresPageImageTool(BaseTool):
     quality: int = Field(default=90, ge=1, le=100)
     """JPEG/WebP quality of re-encoded pages."""
 
+    local_files: LocalFilePolicy | None = None
+    """Which files page paths may be read from. None: the page folder itself when ``pages`` is a
+    folder; any regular file for paths a mapping or loader returns (the program chose those,
+    the agent only names a page id)."""
+
+    def _files(self) -> LocalFilePolicy:
+        if self.local_files is not None:
+            return self.local_files
+        if isinstance(self.pages, (str, os.PathLike)):
+            return LocalFilePolicy(roots=[self.pages])
+        return ANY_LOCAL_FILE
+
     def _load_page(self, page: str) -> Any:
         pages = self.pages
         if isinstance(pages, (str, os.PathLike)):
@@ -371,7 +375,7 @@ class CaresPageImageTool(BaseTool):
                 text += f" ({decision.tokens_after} visual tokens for {decision.target})"
         else:
             text = f"Page {page} ({result.skipped_reason})"
-        inline = _inline(result.output, result.mime_type)
+        inline = _inline(result)
         if self.image_block == "image_url":
             url = f"data:{inline[0]};base64,{inline[1]}" if inline else result.output
             block: dict[str, Any] = {"type": "image_url", "image_url": {"url": url}}
@@ -387,6 +391,7 @@ class CaresPageImageTool(BaseTool):
             "on_error": "passthrough",
             "fmt": self.image_format,
             "quality": self.quality,
+            "local_files": self._files(),
         }
 
     def _run(self, page: str, question: str, run_manager: Any = None) -> tuple[list[dict[str, Any]], dict[str, Any]]:

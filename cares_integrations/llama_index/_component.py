@@ -8,6 +8,7 @@ from llama_index.core.bridge.pydantic import BaseModel, Field
 
 from ..routers.registry import load_router
 from ..core.router import Router, target_or_router
+from ..core.sources import LocalFilePolicy
 from ._nodes import DEFAULT_METADATA_KEY
 
 
@@ -30,6 +31,11 @@ class CaresOptions(BaseModel):
         default=None, description="Format of resized images ('PNG', 'JPEG', 'WEBP'); None keeps each image's own."
     )
     quality: int = Field(default=90, ge=1, le=100, description="Quality for lossy formats (JPEG, WEBP).")
+    local_files: Optional[LocalFilePolicy] = Field(
+        default=None,
+        description="Folders that image_url / metadata file_path paths and file: URLs may be read from; None: "
+        "never (node fields are untrusted). A node's own image_path is always read (a regular file under the byte limit).",
+    )
     metadata_key: Optional[str] = Field(
         default=DEFAULT_METADATA_KEY,
         description="Node metadata key for the decision (excluded from LLM and embedding text); None records nothing.",

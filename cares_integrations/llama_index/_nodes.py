@@ -5,20 +5,25 @@ An ``ImageNode`` holds its page as base64 in ``image``, or as ``image_path`` / `
 ``ImageDocument`` holds it in ``image_resource``. :func:`image_source` finds the page in that
 order of precedence (the order LlamaIndex itself reads them); :func:`with_result` returns a copy
 of the node carrying the resized bytes and the decision, never touching the original.
+
+The node's own ``image_path`` (and ``image_resource.path``), which the indexer sets, is read
+here as a regular file under the byte limit; ``image_url`` and ``metadata["file_path"]`` are
+untrusted strings, read only under the component's ``local_files`` policy.
 """
 
 from __future__ import annotations
 
-import base64
+import asyncio
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from llama_index.core.schema import BaseNode, ImageNode, Node
 
 from ..core.apply import ImageResult, OnError, aroute_and_resize, route_and_resize
+from ..core.codec import make_data_url
 from ..core.errors import ImageDecodeError
 from ..core.router import ROUTER_TARGET, Router
+from ..core.sources import ANY_LOCAL_FILE, LocalFilePolicy, read_local_file
 
 DEFAULT_METADATA_KEY = "cares"
 
@@ -31,47 +36,40 @@ class ImageSource:
     value: Any
 
 
-def _data_url(b64: str | bytes, mime: Optional[str]) -> str:
-    """Wrap a base64 payload as a data URL so the core cannot mistake it for a path."""
-    text = b64.decode("ascii") if isinstance(b64, (bytes, bytearray)) else b64
-    return f"data:{mime or ''};base64,{text}"
+def _own_file(path: Any) -> bytes:
+    """The bytes of a node's own image file (set by the indexer): any regular file, size-limited."""
+    return read_local_file(str(path), ANY_LOCAL_FILE, "the node's image file")
 
 
 def image_source(node: BaseNode) -> Optional[ImageSource]:
     """The image of ``node``, or None for a node that carries no image (a text node).
 
-    Raises :class:`ImageDecodeError` for an ``ImageNode`` that names no image at all.
+    Raises :class:`ImageDecodeError` for an ``ImageNode`` that names no image at all, or whose
+    own image file cannot be read.
     """
     if isinstance(node, ImageNode):
         if node.image:
-            return ImageSource("image", _data_url(node.image, node.image_mimetype))
+            return ImageSource("image", make_data_url(node.image, node.image_mimetype))
         if node.image_path:
-            return ImageSource("image_path", Path(node.image_path))
+            return ImageSource("image_path", _own_file(node.image_path))
         if node.image_url:
             return ImageSource("image_url", str(node.image_url))
         if node.metadata.get("file_path"):
-            return ImageSource("metadata.file_path", Path(str(node.metadata["file_path"])))
+            return ImageSource("metadata.file_path", str(node.metadata["file_path"]))
         raise ImageDecodeError(f"ImageNode {node.node_id!r} has no image, image_path, image_url or file_path")
     if isinstance(node, Node) and node.image_resource is not None:
         res = node.image_resource
         if res.data:
-            return ImageSource("image_resource.data", _data_url(res.data, res.mimetype))
+            return ImageSource("image_resource.data", make_data_url(_text(res.data), res.mimetype))
         if res.path:
-            return ImageSource("image_resource.path", Path(res.path))
+            return ImageSource("image_resource.path", _own_file(res.path))
         if res.url:
             return ImageSource("image_resource.url", str(res.url))
     return None
 
 
-def split_data_url(output: Any, mime: Optional[str]) -> tuple[str, Optional[str]]:
-    """The bare base64 payload and MIME type of a core output (data URL, base64 or bytes)."""
-    if isinstance(output, (bytes, bytearray)):
-        return base64.b64encode(bytes(output)).decode("ascii"), mime
-    text = str(output)
-    if text.startswith("data:"):
-        head, payload = text.split(",", 1)
-        return payload, mime or (head[5:].split(";", 1)[0] or None)
-    return text, mime
+def _text(data: str | bytes) -> str:
+    return data.decode("ascii") if isinstance(data, (bytes, bytearray)) else data
 
 
 def _origin(node: BaseNode, field: str) -> dict[str, Any]:
@@ -95,7 +93,7 @@ def record(node: BaseNode, field: str, result: ImageResult) -> dict[str, Any]:
     meta = result.as_metadata()
     meta["node_id"] = node.node_id
     meta["source"] = _origin(node, field)
-    if result.mime_type:
+    if result.changed and result.mime_type:
         meta["mime_type"] = result.mime_type
     return meta
 
@@ -113,7 +111,7 @@ def with_result(node: BaseNode, field: str, result: ImageResult, meta: dict[str,
     new.excluded_llm_metadata_keys = list(node.excluded_llm_metadata_keys)
     new.excluded_embed_metadata_keys = list(node.excluded_embed_metadata_keys)
     if result.changed:
-        payload, mime = split_data_url(result.output, result.mime_type)
+        payload, mime = result.base64 or "", result.mime_type
         if isinstance(new, ImageNode):
             new.image = payload
             new.image_mimetype = mime
@@ -173,23 +171,25 @@ def _merge(p: NodePlan, routed: list[ImageResult]) -> list[ImageResult]:
 
 
 def resize_nodes(router: Router, nodes: Sequence[BaseNode], query: str, *, target: Any = ROUTER_TARGET,
-                 on_error: OnError = "raise", fmt: Optional[str] = None, quality: int = 90) -> tuple[NodePlan, list[ImageResult]]:
+                 on_error: OnError = "raise", fmt: Optional[str] = None, quality: int = 90,
+                 local_files: LocalFilePolicy | None = None) -> tuple[NodePlan, list[ImageResult]]:
     """Route every image node of ``nodes`` for ``query`` in one batch; returns the plan and results."""
     p = plan(nodes, on_error)
     todo = p.to_route
     routed = route_and_resize(router, [p.sources[i].value for i in todo], query, target=target,
-                              on_error=on_error, fmt=fmt, quality=quality) if todo else []
+                              on_error=on_error, fmt=fmt, quality=quality, local_files=local_files) if todo else []
     return p, _merge(p, routed)
 
 
 async def aresize_nodes(router: Router, nodes: Sequence[BaseNode], query: str, *, target: Any = ROUTER_TARGET,
-                        on_error: OnError = "raise", fmt: Optional[str] = None,
-                        quality: int = 90) -> tuple[NodePlan, list[ImageResult]]:
-    """Async :func:`resize_nodes`: decoding, routing and resizing run off the event loop."""
-    p = plan(nodes, on_error)
+                        on_error: OnError = "raise", fmt: Optional[str] = None, quality: int = 90,
+                        local_files: LocalFilePolicy | None = None) -> tuple[NodePlan, list[ImageResult]]:
+    """Async :func:`resize_nodes`: reading, decoding, routing and resizing run off the event loop."""
+    p = await asyncio.to_thread(plan, nodes, on_error)
     todo = p.to_route
     routed = await aroute_and_resize(router, [p.sources[i].value for i in todo], query, target=target,
-                                     on_error=on_error, fmt=fmt, quality=quality) if todo else []
+                                     on_error=on_error, fmt=fmt, quality=quality,
+                                     local_files=local_files) if todo else []
     return p, _merge(p, routed)
 
 

@@ -8,10 +8,7 @@ input messages are never modified.
 
 from __future__ import annotations
 
-import base64
-import binascii
 from io import IOBase
-from pathlib import Path
 from typing import Any, Literal, Optional, Sequence
 
 from llama_index.core.base.llms.types import (
@@ -25,10 +22,11 @@ from llama_index.core.base.llms.types import (
 from llama_index.core.instrumentation import get_dispatcher
 
 from ..core.apply import ImageResult, OnError, _check_on_error, aroute_and_resize, route_and_resize
+from ..core.codec import decode_base64
 from ..core.errors import ImageDecodeError
 from ..routers.registry import load_router
 from ..core.router import Router, target_or_router
-from ._nodes import split_data_url
+from ..core.sources import LocalFilePolicy
 from .events import build_event
 
 dispatcher = get_dispatcher(__name__)
@@ -85,7 +83,7 @@ def _walk(blocks: Sequence[Any], found: dict[int, ImageBlock]) -> None:
 
 
 def _block_source(block: ImageBlock) -> Any:
-    """The plain image input for an ImageBlock: raw bytes, a path, or a URL string."""
+    """The plain image input for an ImageBlock: raw bytes, or a path or URL string (untrusted)."""
     data = block.image
     if isinstance(data, IOBase):
         pos = data.tell()
@@ -95,18 +93,18 @@ def _block_source(block: ImageBlock) -> Any:
         return raw
     if isinstance(data, (bytes, bytearray)) and data:
         try:  # a validated ImageBlock stores base64; one built with model_construct may hold raw bytes
-            return base64.b64decode(data, validate=True)
-        except (binascii.Error, ValueError):
+            return decode_base64(bytes(data), "ImageBlock image")
+        except ImageDecodeError:
             return bytes(data)
     if block.path is not None:
-        return Path(block.path)
+        return str(block.path)  # message content: read only under the local-file policy
     if block.url is not None:
         return str(block.url)
     raise ImageDecodeError("ImageBlock has no image, path or url")
 
 
 def _resized_block(block: ImageBlock, result: ImageResult) -> ImageBlock:
-    payload, mime = split_data_url(result.output, result.mime_type)
+    payload, mime = result.base64 or "", result.mime_type
     # model_copy keeps detail and any other field; path/url are cleared so the bytes are what is sent.
     return block.model_copy(update={"image": payload.encode("ascii"), "image_mimetype": mime, "path": None, "url": None})
 
@@ -161,7 +159,7 @@ class _ChatPlan:
         for block, result in zip(self.blocks, results):
             meta = result.as_metadata()
             meta["source"] = {"field": "image" if block.image else "path" if block.path else "url"}
-            if result.mime_type:
+            if result.changed and result.mime_type:
                 meta["mime_type"] = result.mime_type
             decisions.append(meta)
         if self.blocks:
@@ -195,6 +193,7 @@ def resize_chat_messages(
     on_error: OnError = "raise",
     image_format: Optional[str] = None,
     quality: int = 90,
+    local_files: Optional[LocalFilePolicy] = None,
 ) -> list[ChatMessage]:
     """Return copies of ``messages`` whose ``ImageBlock``s are resized for the latest question.
 
@@ -203,14 +202,16 @@ def resize_chat_messages(
     those from that last user message on (its own images and later tool results). All images go
     through ONE router batch. Each resized block keeps ``detail`` and every other field and holds
     the resized bytes (``path``/``url`` cleared); roles, ``additional_kwargs`` and all other blocks
-    are kept. Remote URLs stay as they are unless the router's ``FetchPolicy`` allows them.
+    are kept. Remote URLs stay as they are unless the router's ``FetchPolicy`` allows them;
+    ``path`` and ``file:`` URLs stay as they are, with the reason in the event, unless
+    ``local_files`` names their folder (message content is untrusted).
     Decisions are dispatched as a :class:`CaresResizeEvent`. ``target`` None uses the router's.
     """
     msgs, router, query, plan = _prepare(messages, router, query, scope, on_error)
     todo = plan.to_route
     routed = route_and_resize(router, [plan.sources[i] for i in todo], query,
                               target=target_or_router(target), on_error=on_error,
-                              fmt=image_format, quality=quality) if todo else []
+                              fmt=image_format, quality=quality, local_files=local_files) if todo else []
     return plan.finish(msgs, plan.merge(routed), query, target or router.target)
 
 
@@ -225,11 +226,12 @@ async def aresize_chat_messages(
     on_error: OnError = "raise",
     image_format: Optional[str] = None,
     quality: int = 90,
+    local_files: Optional[LocalFilePolicy] = None,
 ) -> list[ChatMessage]:
     """Async :func:`resize_chat_messages`; decoding, routing and resizing run off the event loop."""
     msgs, router, query, plan = _prepare(messages, router, query, scope, on_error)
     todo = plan.to_route
     routed = await aroute_and_resize(router, [plan.sources[i] for i in todo], query,
                                      target=target_or_router(target), on_error=on_error,
-                                     fmt=image_format, quality=quality) if todo else []
+                                     fmt=image_format, quality=quality, local_files=local_files) if todo else []
     return plan.finish(msgs, plan.merge(routed), query, target or router.target)

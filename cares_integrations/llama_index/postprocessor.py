@@ -85,7 +85,7 @@ class CaresImagePostprocessor(CaresOptions, BaseNodePostprocessor):
         query = self._query_str(query_bundle)
         plan, results = resize_nodes(
             self.router, [n.node for n in nodes], query, target=self._target(),
-            on_error=self.on_error, fmt=self.image_format, quality=self.quality,
+            on_error=self.on_error, fmt=self.image_format, quality=self.quality, local_files=self.local_files,
         )
         return self._finish(nodes, query, plan, results)
 
@@ -97,6 +97,6 @@ class CaresImagePostprocessor(CaresOptions, BaseNodePostprocessor):
         query = self._query_str(query_bundle)
         plan, results = await aresize_nodes(
             self.router, [n.node for n in nodes], query, target=self._target(),
-            on_error=self.on_error, fmt=self.image_format, quality=self.quality,
+            on_error=self.on_error, fmt=self.image_format, quality=self.quality, local_files=self.local_files,
         )
         return self._finish(nodes, query, plan, results)

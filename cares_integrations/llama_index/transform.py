@@ -56,11 +56,13 @@ class CaresImageTransform(CaresOptions, TransformComponent):
     def __call__(self, nodes: Sequence[BaseNode], **kwargs: Any) -> list[BaseNode]:
         """Resize the image nodes of ``nodes`` in one batch; other nodes pass through in order."""
         plan, results = resize_nodes(self.router, list(nodes), self.query, target=self._target(),
-                                     on_error=self.on_error, fmt=self.image_format, quality=self.quality)
+                                     on_error=self.on_error, fmt=self.image_format, quality=self.quality,
+                                     local_files=self.local_files)
         return self._finish(nodes, plan, results)
 
     async def acall(self, nodes: Sequence[BaseNode], **kwargs: Any) -> list[BaseNode]:
         """Async :meth:`__call__`, off the event loop."""
         plan, results = await aresize_nodes(self.router, list(nodes), self.query, target=self._target(),
-                                            on_error=self.on_error, fmt=self.image_format, quality=self.quality)
+                                            on_error=self.on_error, fmt=self.image_format, quality=self.quality,
+                                     local_files=self.local_files)
         return self._finish(nodes, plan, results)

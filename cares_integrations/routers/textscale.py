@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from ..core.composite import flatten
 from ..core.payload import DecodedImage
 from ..core.router import Prediction, Router
 
@@ -64,14 +65,6 @@ class TextMeasure:
     background_fraction: float = 0.0
 
 
-def _gray(image: Image.Image) -> Image.Image:
-    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
-        rgba = image.convert("RGBA")
-        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(white, rgba).convert("L")
-    return image.convert("L")
-
-
 def _otsu(hist: np.ndarray) -> int:
     total = hist.sum()
     levels = np.arange(256, dtype=np.float64)
@@ -95,7 +88,7 @@ def _weighted_quantile(values: np.ndarray, weights: np.ndarray, q: float) -> flo
 def measure_text(image: Image.Image, *, working_size: int = DEFAULT_WORKING_SIZE, quantile: float = DEFAULT_QUANTILE,
                  min_fragments: int = 4) -> TextMeasure:
     """Measure the text height of a page image (see the module docstring for the method)."""
-    gray = _gray(image)
+    gray = flatten(image, "L")
     w, h = gray.size
     long_side = max(w, h)
     if long_side < 32:
@@ -126,7 +119,8 @@ def measure_text(image: Image.Image, *, working_size: int = DEFAULT_WORKING_SIZE
         return TextMeasure("blank", ink_fraction=ink_fraction, background_fraction=background)
 
     H, W = ink.shape
-    strip = max(16, round(max(H, W) / 14))
+    # Strips at most as wide as the page: a receipt narrower than one strip is one strip.
+    strip = min(W, max(16, round(max(H, W) / 14)))
     n_strips = max(1, W // strip)
     used_w = n_strips * strip
     strips = ink[:, :used_w].reshape(H, n_strips, strip)

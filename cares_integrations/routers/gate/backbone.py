@@ -29,6 +29,7 @@ from torch import nn
 
 from .device import pick_device, pick_dtype
 from ...core.errors import CheckpointError
+from ...core.composite import flatten
 from ...core.payload import DecodedImage
 from .cache import VisionCache, VisionEntry, image_key
 from .config import GateConfig, Pooling, Preprocessing
@@ -79,14 +80,7 @@ def _rgb(image: Image.Image | DecodedImage) -> Image.Image:
     img = image.image if isinstance(image, DecodedImage) else image
     if not isinstance(img, Image.Image):
         raise TypeError(f"expected a PIL image or DecodedImage, got {type(image).__name__}")
-    if img.mode == "RGB":
-        return img
-    if img.mode in ("RGBA", "LA") or (img.mode == "P" and "transparency" in img.info):
-        rgba = img.convert("RGBA")
-        canvas = Image.new("RGB", rgba.size, "white")
-        canvas.paste(rgba, mask=rgba.getchannel("A"))
-        return canvas
-    return img.convert("RGB")
+    return flatten(img, "RGB")
 
 
 class ProxyBackbone:
