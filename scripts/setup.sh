@@ -2,7 +2,7 @@
 # Set up cares-integrations in the current Python environment.
 #
 #   bash scripts/setup.sh           # the library (core only)
-#   bash scripts/setup.sh all       # plus LangChain, LlamaIndex, training and test extras
+#   bash scripts/setup.sh all       # plus LangChain (and its agents), LlamaIndex, training and test extras
 #
 # With no torch installed, a bare torch requirement would pull several GB of CUDA packages, so
 # this installs the CPU build torch==2.13.0 first. On a GPU machine, install your CUDA build of

@@ -57,6 +57,8 @@ class ImageResult:
     def data_url(self) -> str | None:
         """``data`` as a ``data:`` URL with ``mime_type``, or None when there are no bytes."""
         return None if self.data is None else make_data_url(self.data, self.mime_type or "image/png")
+    cached: bool = False
+    """Whether this result was answered from a decision cache instead of routed again."""
 
     @property
     def changed(self) -> bool:
@@ -72,6 +74,8 @@ class ImageResult:
             out["skipped_reason"] = self.skipped_reason
         if self.error:
             out["error"] = self.error
+        if self.cached:
+            out["cached"] = True
         return out
 
 

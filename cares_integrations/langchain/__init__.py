@@ -2,6 +2,8 @@
 
 - :class:`CaresImageResizer`: a Runnable for ``prompt | resizer | llm``.
 - :class:`CaresDocumentTransformer`: resize page images carried by retrieved ``Document`` s.
+- :class:`CaresMiddleware` (``langchain`` 1.x agents) and :class:`CaresChatModel` (any chat
+  model): resize every image an agent sends on every turn, with a decision cache.
 - :func:`wrap_tool` and :class:`CaresPageImageTool`: agent tools that pass or fetch page images
   at the size the question needs.
 
@@ -12,12 +14,26 @@ from ..core.optional import require
 
 require("langchain_core", "langchain", purpose="the LangChain integration")
 
+from .chat_model import CaresChatModel  # noqa: E402
 from .documents import CaresDocumentTransformer  # noqa: E402
 from .resizer import EVENT_NAME, CaresImageResizer  # noqa: E402
 from .tools import CaresPageImageTool, PageImageInput, make_page_image_tool, wrap_tool  # noqa: E402
 
+
+
+def __getattr__(name: str):
+    """``CaresMiddleware`` is imported on first use: it needs the ``langchain`` package (``agents`` extra)."""
+    if name == "CaresMiddleware":
+        from .middleware import CaresMiddleware
+
+        return CaresMiddleware
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __all__ = [
     "EVENT_NAME",
+    "CaresChatModel",
+    "CaresMiddleware",
     "CaresDocumentTransformer",
     "CaresImageResizer",
     "CaresPageImageTool",

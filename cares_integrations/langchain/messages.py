@@ -132,3 +132,47 @@ def rewrite(messages: Sequence[Any], located: Sequence[LocatedImage], results: S
             content[j] = write_image_block(content[j], ref, result)
         out[i] = with_content(messages[i], content)
     return out
+
+
+MOVED_IMAGE_TEXT = "[image moved to the next user message]"
+"""What a tool message says in place of an image moved by :func:`move_tool_images`."""
+
+
+def move_tool_images(messages: Sequence[Any]) -> list[Any]:
+    """A new list in which images inside tool messages are moved into a user message that follows
+    each run of tool results (the API still gets every tool result right after its tool call).
+
+    Each moved image leaves :data:`MOVED_IMAGE_TEXT` in its place; the user message names the tool
+    call ids. Messages without tool images are the same objects.
+    """
+    out: list[Any] = []
+    pending: list[Any] = []
+    ids: list[str] = []
+
+    def flush() -> None:
+        if pending:
+            head = {"type": "text", "text": f"Images returned by tool call {', '.join(ids)}:"}
+            out.append(HumanMessage(content=[head, *pending]))
+            pending.clear()
+            ids.clear()
+
+    for message in messages:
+        role, content = role_and_content(message)
+        if role != "tool":
+            flush()
+            out.append(message)
+            continue
+        if not isinstance(content, list) or not any(read_image_block(b) is not None for b in content):
+            out.append(message)
+            continue
+        kept = []
+        for block in content:
+            if read_image_block(block) is not None:
+                pending.append(block)
+                kept.append({"type": "text", "text": MOVED_IMAGE_TEXT})
+            else:
+                kept.append(block)
+        ids.append(str(getattr(message, "tool_call_id", None) or (message.get("tool_call_id") if isinstance(message, dict) else "?")))
+        out.append(with_content(message, kept))
+    flush()
+    return out

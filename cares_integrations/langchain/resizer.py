@@ -20,7 +20,8 @@ from langchain_core.tracers.base import BaseTracer
 from pydantic import ConfigDict, Field, field_validator
 
 from ..core import errors
-from ..core.apply import ImageResult, aroute_and_resize, route_and_resize
+from ..core.apply import ImageResult
+from ..core.conversation import DecisionCache, aroute_images, route_images, summarize
 from ..routers.registry import load_router
 from ..core.policy import ResolutionPolicy
 from ..core.router import Router, target_or_router
@@ -101,6 +102,10 @@ class CaresImageResizer(RunnableSerializable[LanguageModelInput, LanguageModelIn
     local_files: LocalFilePolicy | None = None
     """Folders that paths and ``file:`` URLs in image blocks may be read from. None (the
     default): message content is untrusted, such images pass through with the reason recorded."""
+
+    cache: DecisionCache | None = None
+    """Decisions to reuse: an image already routed for the same question, target and policy is
+    answered from it (agents resend every image on every turn). None routes every image."""
 
     @field_validator("image_format", mode="before")
     @classmethod
@@ -216,17 +221,12 @@ class CaresImageResizer(RunnableSerializable[LanguageModelInput, LanguageModelIn
             else:
                 entry.update(result.as_metadata())
             images.append(entry)
-        decided = [r.decision for r in job.results if r is not None and r.decision is not None]
-        counted = [d for d in decided if d.tokens_before is not None and d.tokens_after is not None]
         router = self._router()
         target = router.target if self.target is None else self.target
         return {
             "target": target,
             "router": router.name,
-            "n_images": len(images),
-            "n_resized": sum(1 for r in job.results if r is not None and r.changed),
-            "tokens_before": sum(d.tokens_before for d in counted) if counted else None,  # type: ignore[misc]
-            "tokens_after": sum(d.tokens_after for d in counted) if counted else None,  # type: ignore[misc]
+            **summarize(job.results),
             "images": images,
         }
 
@@ -234,8 +234,8 @@ class CaresImageResizer(RunnableSerializable[LanguageModelInput, LanguageModelIn
     def _route(self, inputs: Sequence[Any]) -> list[tuple[Any, dict[str, Any]] | Exception]:
         jobs, sources, queries = self._plan(inputs)
         results = (
-            route_and_resize(
-                self._router(), sources, queries, target=self._target(), on_error="passthrough",
+            route_images(
+                self._router(), sources, queries, target=self._target(), cache=self.cache, on_error="passthrough",
                 fmt=self.image_format, quality=self.quality, local_files=self.local_files,
             )
             if sources
@@ -246,8 +246,8 @@ class CaresImageResizer(RunnableSerializable[LanguageModelInput, LanguageModelIn
     async def _aroute(self, inputs: Sequence[Any]) -> list[tuple[Any, dict[str, Any]] | Exception]:
         jobs, sources, queries = self._plan(inputs)
         results = (
-            await aroute_and_resize(
-                self._router(), sources, queries, target=self._target(), on_error="passthrough",
+            await aroute_images(
+                self._router(), sources, queries, target=self._target(), cache=self.cache, on_error="passthrough",
                 fmt=self.image_format, quality=self.quality, local_files=self.local_files,
             )
             if sources
@@ -264,6 +264,7 @@ class CaresImageResizer(RunnableSerializable[LanguageModelInput, LanguageModelIn
                 "router": report["router"],
                 "n_images": report["n_images"],
                 "n_resized": report["n_resized"],
+                "cache_hits": report["cache_hits"],
                 "tokens_before": report["tokens_before"],
                 "tokens_after": report["tokens_after"],
                 "sizes": [

@@ -1,0 +1,188 @@
+"""Routing the images of a conversation, turn after turn, with a bounded decision cache.
+
+Agents resend every image in the history on every model call. :func:`route_images` is the one
+routine every agent component (the LangChain resizer, middleware and chat-model wrapper, the
+LlamaIndex LLM wrapper) calls with the images found in a message list and the question each is
+asked for: images it has already routed for the same question, target and policy are answered
+from a :class:`DecisionCache` (no decode, no router call, no resize); the rest go through ONE
+:func:`~cares_integrations.core.apply.route_and_resize` batch. The frameworks only find the image
+blocks and write the results back.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import threading
+from collections import OrderedDict
+from typing import Any, Hashable, Sequence
+
+from .apply import ImageResult, OnError, aroute_and_resize, route_and_resize
+from .sources import ANY_LOCAL_FILE, LocalFilePolicy
+from .router import ROUTER_TARGET, Router, _as_queries
+
+DEFAULT_CACHE_SIZE = 256
+"""Decisions an agent component keeps by default (a few pages times a few questions)."""
+
+
+_INLINE_PREFIXES = ("data:", "http://", "https://")
+
+
+def _content_digest(image: Any) -> str | None:
+    """A digest of an inline image (a data URL, base64 or http(s) URL string, or raw bytes); None
+    for anything whose content the object does not pin down (paths and ``file:`` URLs, whose file
+    may change between turns, PIL images). A string of 256 characters or more is taken as base64."""
+    if isinstance(image, str):
+        head = image[:8].lower()
+        inline = head.startswith(_INLINE_PREFIXES) or (len(image) >= 256 and not head.startswith("file:"))
+        if not inline:
+            return None
+        return hashlib.sha256(image.encode("utf-8", "surrogatepass")).hexdigest()
+    if isinstance(image, (bytes, bytearray, memoryview)):
+        return hashlib.sha256(bytes(image)).hexdigest()
+    return None
+
+
+class DecisionCache:
+    """A bounded, thread-safe LRU of routed images keyed by (image content, question, target,
+    router and policy, output format).
+
+    It holds each hit's :class:`ImageResult` (the decision and the resized image), so an
+    unchanged image asked the same question on a later turn costs one hash. ``hits`` and
+    ``misses`` count lookups since creation (or :meth:`clear`).
+    """
+
+    def __init__(self, maxsize: int = DEFAULT_CACHE_SIZE) -> None:
+        if int(maxsize) < 1:
+            raise ValueError(f"maxsize must be at least 1, got {maxsize}")
+        self.maxsize = int(maxsize)
+        self.hits = 0
+        self.misses = 0
+        self._items: OrderedDict[Hashable, ImageResult] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __repr__(self) -> str:
+        return f"DecisionCache(maxsize={self.maxsize}, size={len(self)}, hits={self.hits}, misses={self.misses})"
+
+    @staticmethod
+    def key(router: Router, image: Any, question: str, target: str | None, fmt: str | None, quality: int) -> Hashable | None:
+        """The cache key of one lookup, or None when the image cannot be keyed by content."""
+        digest = _content_digest(image)
+        if digest is None:
+            return None
+        return (digest, question, target, type(router).__qualname__, router.name, repr(router.policy),
+                router.free_detail, fmt, quality)
+
+    def get(self, key: Hashable | None) -> ImageResult | None:
+        """The cached result for ``key`` (marking it recently used), counting a hit or a miss."""
+        with self._lock:
+            if key is not None and key in self._items:
+                self._items.move_to_end(key)
+                self.hits += 1
+                return self._items[key]
+            self.misses += 1
+            return None
+
+    def put(self, key: Hashable | None, result: ImageResult) -> None:
+        """Remember a routed result; failures and skips are not cached (they are cheap or must retry)."""
+        if key is None or result.decision is None:
+            return
+        with self._lock:
+            self._items[key] = result
+            self._items.move_to_end(key)
+            while len(self._items) > self.maxsize:
+                self._items.popitem(last=False)
+
+    def clear(self) -> None:
+        """Forget every entry and reset the counters."""
+        with self._lock:
+            self._items.clear()
+            self.hits = self.misses = 0
+
+
+def _lookup(router: Router, images: list[Any], queries: list[str], target: Any, cache: DecisionCache | None,
+            fmt: str | None, quality: int) -> tuple[list[ImageResult | None], list[Hashable | None], list[int]]:
+    resolved = router.resolve_target(target)
+    results: list[ImageResult | None] = [None] * len(images)
+    keys: list[Hashable | None] = [None] * len(images)
+    todo: list[int] = []
+    for i, (image, question) in enumerate(zip(images, queries)):
+        if cache is not None:
+            keys[i] = cache.key(router, image, question, resolved, fmt, quality)
+            hit = cache.get(keys[i])
+            if hit is not None:
+                # Same content, so the cached output stands for this object; it is the original
+                # itself when the image was not changed.
+                output = image if hit.output is hit.original else hit.output
+                results[i] = dataclasses.replace(hit, original=image, output=output, notes=list(hit.notes), cached=True)
+                continue
+        todo.append(i)
+    return results, keys, todo
+
+
+def _store(results: list[ImageResult | None], keys: list[Hashable | None], todo: list[int],
+           routed: list[ImageResult], cache: DecisionCache | None) -> list[ImageResult]:
+    for i, result in zip(todo, routed):
+        results[i] = result
+        if cache is not None:
+            cache.put(keys[i], result)
+    return results  # type: ignore[return-value]
+
+
+def route_images(
+    router: Router,
+    images: Sequence[Any],
+    queries: str | Sequence[str],
+    *,
+    target: str | None = ROUTER_TARGET,
+    cache: DecisionCache | None = None,
+    on_error: OnError = "raise",
+    fmt: str | None = None,
+    quality: int = 90,
+    local_files: LocalFilePolicy | None = ANY_LOCAL_FILE,
+) -> list[ImageResult]:
+    """:func:`~cares_integrations.core.apply.route_and_resize`, answering repeated (image,
+    question) pairs from ``cache``; the misses go through one batched router call."""
+    images = list(images)
+    qs = _as_queries(queries, len(images))
+    results, keys, todo = _lookup(router, images, qs, target, cache, fmt, quality)
+    routed = route_and_resize(router, [images[i] for i in todo], [qs[i] for i in todo], target=target,
+                              on_error=on_error, fmt=fmt, quality=quality, local_files=local_files) if todo else []
+    return _store(results, keys, todo, routed, cache)
+
+
+async def aroute_images(
+    router: Router,
+    images: Sequence[Any],
+    queries: str | Sequence[str],
+    *,
+    target: str | None = ROUTER_TARGET,
+    cache: DecisionCache | None = None,
+    on_error: OnError = "raise",
+    fmt: str | None = None,
+    quality: int = 90,
+    local_files: LocalFilePolicy | None = ANY_LOCAL_FILE,
+) -> list[ImageResult]:
+    """Async :func:`route_images`: the misses are decoded, routed and resized off the event loop."""
+    images = list(images)
+    qs = _as_queries(queries, len(images))
+    results, keys, todo = _lookup(router, images, qs, target, cache, fmt, quality)
+    routed = await aroute_and_resize(router, [images[i] for i in todo], [qs[i] for i in todo], target=target,
+                                     on_error=on_error, fmt=fmt, quality=quality, local_files=local_files) if todo else []
+    return _store(results, keys, todo, routed, cache)
+
+
+def summarize(results: Sequence[ImageResult | None]) -> dict[str, Any]:
+    """Counts and visual-token totals of one routing call (None entries are images not routed)."""
+    decided = [r.decision for r in results if r is not None and r.decision is not None]
+    counted = [d for d in decided if d.tokens_before is not None and d.tokens_after is not None]
+    return {
+        "n_images": len(results),
+        "n_resized": sum(1 for r in results if r is not None and r.changed),
+        "cache_hits": sum(1 for r in results if r is not None and r.cached),
+        "tokens_before": sum(d.tokens_before for d in counted) if counted else None,  # type: ignore[misc]
+        "tokens_after": sum(d.tokens_after for d in counted) if counted else None,  # type: ignore[misc]
+    }
