@@ -1,0 +1,60 @@
+"""The core's cached routing of a conversation's images (core/conversation.py)."""
+
+from __future__ import annotations
+
+import pytest
+
+from cares_integrations import FixedRouter
+from cares_integrations.core.conversation import DecisionCache, aroute_images, route_images, summarize
+from cares_integrations.core.model_target import target_for_model_name
+from cares_integrations.core.policy import ResolutionPolicy
+from langchain_helpers import PAGE_B64, PAGE_URL, CountingRouter
+
+
+def test_repeats_are_answered_from_the_cache_and_misses_batched():
+    router, cache = CountingRouter(free_detail=False), DecisionCache(8)
+    first = route_images(router, [PAGE_URL, PAGE_B64], "total?", target="openai:gpt-4o", cache=cache)
+    assert router.calls == 1 and [r.cached for r in first] == [False, False]
+    again = route_images(router, [PAGE_URL, PAGE_B64, PAGE_URL], ["total?", "total?", "signer?"],
+                         target="openai:gpt-4o", cache=cache)
+    assert router.calls == 2 and router.queries[-1] == ["signer?"]  # only the new question is routed
+    assert [r.cached for r in again] == [True, True, False]
+    assert again[0].output == first[0].output and again[0].decision == first[0].decision
+    assert summarize(again)["cache_hits"] == 2
+    # Another target or policy is another key.
+    route_images(router, [PAGE_URL], "total?", target="anthropic:claude-sonnet-4-5", cache=cache)
+    assert router.calls == 3
+    capped = router.with_policy(ResolutionPolicy(max_long_side=64))  # a copy: its own counter, from 3
+    route_images(capped, [PAGE_URL], "total?", target="openai:gpt-4o", cache=cache)
+    assert capped.calls == 4
+
+
+async def test_async_uses_the_same_cache():
+    router, cache = CountingRouter(free_detail=False), DecisionCache(8)
+    a = await aroute_images(router, [PAGE_URL], "q", cache=cache)
+    b = route_images(router, [PAGE_URL], "q", cache=cache)
+    assert router.calls == 1 and b[0].cached and b[0].output == a[0].output
+
+
+def test_bounded_and_paths_never_cached(tmp_path):
+    cache = DecisionCache(1)
+    router = FixedRouter(120)
+    route_images(router, [PAGE_URL], "a", cache=cache)
+    route_images(router, [PAGE_URL], "b", cache=cache)
+    assert len(cache) == 1
+    path = tmp_path / "p.png"
+    assert DecisionCache.key(router, str(path), "a", None, None, 90) is None
+    assert DecisionCache.key(router, "file://" + "x" * 300, "a", None, None, 90) is None
+    with pytest.raises(ValueError):
+        DecisionCache(0)
+
+
+@pytest.mark.parametrize("provider,name,target", [
+    ("openai", "gpt-4o-2024-08-06", "openai:gpt-4o"),
+    ("anthropic", "claude-sonnet-4-5-20250929", "anthropic:claude-sonnet-4-5"),
+    ("google", "models/gemini-2.5-flash", "google:gemini-2.5-flash"),
+    ("openai", "not-a-model", None),
+    (None, "gpt-4o", None),
+])
+def test_target_from_model_name(provider, name, target):
+    assert target_for_model_name(provider, name) == target
