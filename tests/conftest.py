@@ -1,4 +1,5 @@
-"""Shared fixtures: small rendered document pages in every encoded form.
+"""Shared fixtures: small rendered document pages in every encoded form (rendered by
+``helpers.render_page``).
 
 Area-specific fixtures (tiny models, framework objects) live in their own test modules or
 helper files; keep this one small.
@@ -7,38 +8,11 @@ helper files; keep this one small.
 from __future__ import annotations
 
 import base64
-import io
 
 import pytest
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image
 
-FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"
-
-
-def render_page(width: int = 850, height: int = 1100, *, text_px: int = 14, lines: int = 30) -> Image.Image:
-    """A white page with lines of black text at ``text_px`` pixels: enough structure to route."""
-    img = Image.new("RGB", (width, height), "white")
-    draw = ImageDraw.Draw(img)
-    try:
-        font = ImageFont.truetype(FONT, text_px)
-        head = ImageFont.truetype(FONT, text_px * 2)
-    except OSError:  # fonts missing: still a valid image
-        font = head = ImageFont.load_default()
-    draw.text((40, 30), "Quarterly report 2024", fill="black", font=head)
-    y = 40 + text_px * 3
-    for i in range(lines):
-        if y > height - text_px * 2:
-            break
-        draw.text((40, y), f"Line {i + 1}: revenue for item {i * 7 + 3} was {1000 + i * 37} EUR", fill="black", font=font)
-        y += int(text_px * 1.6)
-    return img
-
-
-def encode(img: Image.Image, fmt: str = "PNG", **params) -> bytes:
-    """Encode a PIL image to bytes in ``fmt``."""
-    buf = io.BytesIO()
-    img.save(buf, format=fmt, **params)
-    return buf.getvalue()
+from helpers import encode, render_page
 
 
 @pytest.fixture()

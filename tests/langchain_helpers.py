@@ -1,21 +1,21 @@
-"""Helpers for the LangChain tests: tiny pages in every block form, a recording chat model and
-routers that count or remember what they were asked."""
+"""Helpers for the LangChain tests: tiny pages in every block form, the one recording chat model,
+and routers that count or remember what they were asked."""
 
 from __future__ import annotations
 
 import base64
 import io
 import threading
-from typing import Any
+from typing import Any, Callable
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
 from PIL import Image
-from pydantic import Field
+from pydantic import Field, PrivateAttr
 
 from cares_integrations import FixedRouter
-from conftest import encode, render_page
+from helpers import encode, render_page
 
 PAGE = render_page(300, 400, text_px=9, lines=12)
 PAGE_PNG = encode(PAGE, "PNG")
@@ -44,13 +44,28 @@ class CountingRouter(FixedRouter):
 
 
 class RecordingChatModel(BaseChatModel):
-    """A chat model that records the messages it is sent and answers "ok"."""
+    """The tests' one recording chat model: a real ``BaseChatModel`` that records every list of
+    messages it is sent (thread-safe) and answers :meth:`answer` (``respond(messages)``, else
+    ``"ok"``). Its first ``fail_first`` calls raise ``error`` instead. Subclass and override
+    :meth:`answer` for a fake that must be built with no arguments."""
 
     received: list[list[BaseMessage]] = Field(default_factory=list)
+    respond: Callable[[list[BaseMessage]], str] | None = None
+    fail_first: int = 0
+    error: Any = None
+    _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
+
+    def answer(self, messages: list[BaseMessage]) -> str:
+        """The reply text for ``messages``."""
+        return self.respond(messages) if self.respond is not None else "ok"
 
     def _generate(self, messages, stop=None, run_manager=None, **kwargs):
-        self.received.append(list(messages))
-        return ChatResult(generations=[ChatGeneration(message=AIMessage(content="ok"))])
+        with self._lock:
+            self.received.append(list(messages))
+            n = len(self.received)
+        if n <= self.fail_first:
+            raise self.error
+        return ChatResult(generations=[ChatGeneration(message=AIMessage(content=self.answer(list(messages))))])
 
     @property
     def _llm_type(self) -> str:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import render_page
+from helpers import render_page
 from tiny_models import tiny_idefics3
 from transformers import AutoModelForImageTextToText, AutoProcessor
 

@@ -416,27 +416,12 @@ def test_importing_without_langchain_core_names_the_extra():
 
 @pytest.fixture(scope="module")
 def page_server():
-    """A local http server handing out the test page (remote fetching without a network)."""
-    import http.server
-
+    """The loopback server handing out the test page (remote fetching without a network)."""
+    from helpers import loopback_server
     from langchain_helpers import PAGE_PNG
 
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802
-            self.send_response(200)
-            self.send_header("Content-Type", "image/png")
-            self.send_header("Content-Length", str(len(PAGE_PNG)))
-            self.end_headers()
-            self.wfile.write(PAGE_PNG)
-
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/page.png"
-    server.shutdown()
+    with loopback_server({"/page.png": PAGE_PNG}) as server:
+        yield server.url()
 
 
 def test_fetched_url_images_come_back_inline_in_their_own_form(page_server):

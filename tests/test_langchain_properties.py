@@ -17,7 +17,7 @@ from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, Tool
 
 from cares_integrations.langchain import CaresImageResizer
 from cares_integrations.langchain.blocks import read_image_block
-from conftest import encode, render_page
+from helpers import encode, render_page
 from langchain_helpers import FORMS, SMALL, CountingRouter, RecordingChatModel, block, decode, without_image
 
 _PAGES = {

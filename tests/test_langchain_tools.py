@@ -20,7 +20,7 @@ from PIL import Image
 
 from cares_integrations import ImageDecodeError
 from cares_integrations.langchain import EVENT_NAME, CaresPageImageTool, make_page_image_tool, wrap_tool
-from conftest import encode
+from helpers import encode
 from langchain_helpers import CORRUPT_B64, PAGE, PAGE_B64, PAGE_PNG, PAGE_URL, SMALL, CountingRouter
 
 

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import render_page
+from helpers import render_page
 
 from cares_integrations import ResolutionPolicy, load_image
 from cares_integrations.core.errors import CheckpointError

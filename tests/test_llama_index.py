@@ -16,7 +16,7 @@ import pytest
 
 pytest.importorskip("llama_index.core")
 
-from conftest import encode, render_page  # noqa: E402
+from helpers import encode, loopback_server, render_page  # noqa: E402
 from llama_index.core import Settings  # noqa: E402
 from llama_index.core.base.base_retriever import BaseRetriever  # noqa: E402
 from llama_index.core.bridge.pydantic import Field, PrivateAttr  # noqa: E402
@@ -451,20 +451,10 @@ def test_remote_url_is_left_alone_unless_the_fetch_policy_allows_it(page_png):
 
 
 @pytest.fixture
-def local_server(tmp_path, page_png):
-    """Serves page.png over http on localhost (no outside network needed)."""
-    import functools
-    import http.server
-
-    (tmp_path / "page.png").write_bytes(page_png)
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
-    handler.log_message = lambda *args, **kwargs: None
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/page.png"
-    server.shutdown()
-    server.server_close()
+def local_server(page_png):
+    """The loopback server serving page.png (no outside network needed)."""
+    with loopback_server({"/page.png": page_png}) as server:
+        yield server.url()
 
 
 def test_allowed_remote_url_is_fetched_resized_and_inlined(local_server):

@@ -9,7 +9,7 @@ import pytest
 
 pytest.importorskip("llama_index.core")
 
-from conftest import encode, render_page  # noqa: E402
+from helpers import encode, render_page  # noqa: E402
 from llama_index.core.base.llms.types import (  # noqa: E402
     CachePoint,
     CacheControl,

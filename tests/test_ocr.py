@@ -5,7 +5,8 @@ from __future__ import annotations
 import shutil
 
 import pytest
-from PIL import Image, ImageDraw, ImageFont
+from helpers import render_text
+from PIL import Image
 
 from cares_integrations.core.resize import fit_long_side, resize_image
 from cares_integrations.training.anls import anls
@@ -19,7 +20,6 @@ from cares_integrations.training.ocr import (
 from cares_integrations.training.targets import Target
 
 needs_tesseract = pytest.mark.skipif(shutil.which("tesseract") is None, reason="tesseract binary not installed")
-FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"
 
 
 def W(text, left, top, width=None, height=20):
@@ -69,13 +69,8 @@ def test_word_after_phrase_in_reading_order_and_fuzzy_anchor():
 
 
 def _field_page(text_px: int, label: str, value: str) -> Image.Image:
-    img = Image.new("RGB", (1700, 2200), "white")
-    draw = ImageDraw.Draw(img)
-    font = ImageFont.truetype(FONT, text_px)
-    draw.text((150, 1000), f"{label}: {value}", fill="black", font=font)
-    body = ImageFont.truetype(FONT, 28)
-    draw.text((150, 300), "Delivery note for the quarter, see the fields below.", fill="black", font=body)
-    return img
+    return render_text((1700, 2200), [((150, 1000), f"{label}: {value}", text_px),
+                                      ((150, 300), "Delivery note for the quarter, see the fields below.", 28)])
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ from cares_integrations import (
     SourceKind,
     load_image,
 )
-from conftest import encode, render_page
+from helpers import encode, loopback_server, render_page
 
 
 def test_every_form_decodes_to_the_same_pixels(page_image, page_png, page_b64, page_data_url, tmp_path):
@@ -216,36 +216,13 @@ def test_fetch_policy_host_matching():
     assert FetchPolicy(allowed_hosts="*").allows("http://anything.test/x")
 
 
-def _serve(payload: bytes):
-    """Serve ``payload`` on a loopback port; returns (url, server)."""
-    import http.server
-    import threading
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802
-            self.send_response(200)
-            self.send_header("Content-Type", "image/png")
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
-
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return f"http://127.0.0.1:{server.server_address[1]}/page.png", server
-
-
 def test_remote_fetch_when_allowed_and_byte_limit(page_png):
-    url, server = _serve(page_png)
-    try:
+    with loopback_server({"/page.png": page_png}) as server:
+        url = server.url()
         decoded = load_image(url, fetch=FetchPolicy(allowed_hosts=["127.0.0.1"], timeout=5))
         assert decoded.size == (850, 1100) and decoded.source_kind is SourceKind.URL
         with pytest.raises(ImageDecodeError, match="byte limit|-byte limit"):
             load_image(url, fetch=FetchPolicy(allowed_hosts=["127.0.0.1"], max_bytes=100))
-    finally:
-        server.shutdown()
 
 
 def test_remote_fetch_failure_is_typed():

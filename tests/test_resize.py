@@ -13,7 +13,7 @@ from PIL import Image
 
 from cares_integrations import fit_long_side, load_image, resize, resize_image
 from cares_integrations.core.resize import resize_decoded
-from conftest import encode, render_page
+from helpers import encode, render_page
 
 sizes = st.integers(min_value=1, max_value=5000)
 

@@ -2,15 +2,9 @@
 
 from __future__ import annotations
 
-import base64
-import io
-import threading
-from typing import Any
-
 import pytest
-from langchain_core.language_models.chat_models import BaseChatModel
-from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
-from langchain_core.outputs import ChatGeneration, ChatResult
+from langchain_core.messages import BaseMessage, HumanMessage
+from langchain_helpers import RecordingChatModel, decode
 from PIL import Image
 
 from cares_integrations.training.targets import (
@@ -31,38 +25,13 @@ class BadRequestError(Exception):
     status_code = 400
 
 
-class RecordingChat(BaseChatModel):
-    """A real chat model that records every call, answers with the image size it received,
-    and fails its first ``fail_first`` calls with ``error``."""
+class RecordingChat(RecordingChatModel):
+    """The recording chat model, answering with the image size it received and the question."""
 
-    fail_first: int = 0
-    error: Any = None
-    calls: list = []
-    lock: Any = None
-
-    def model_post_init(self, __context: Any) -> None:
-        self.calls = []
-        self.lock = threading.Lock()
-
-    @property
-    def _llm_type(self) -> str:
-        return "recording"
-
-    def _generate(self, messages: list[BaseMessage], stop=None, run_manager=None, **kwargs) -> ChatResult:
-        with self.lock:
-            self.calls.append(messages)
-            n = len(self.calls)
-        if n <= self.fail_first:
-            raise self.error
+    def answer(self, messages: list[BaseMessage]) -> str:
         content = messages[0].content
-        block = content[0]
-        if block["type"] == "image_url":
-            data = base64.b64decode(block["image_url"]["url"].split(",", 1)[1])
-        else:
-            data = base64.b64decode(block["base64"])
-        w, h = Image.open(io.BytesIO(data)).size
-        question = content[1]["text"].splitlines()[0]
-        return ChatResult(generations=[ChatGeneration(message=AIMessage(content=f"  {w}x{h} {question} "))])
+        w, h = decode(content[0]).size
+        return f"  {w}x{h} {content[1]['text'].splitlines()[0]} "
 
 
 def _pages(n: int) -> list[Image.Image]:
@@ -76,12 +45,12 @@ def test_langchain_target_sends_image_and_question_and_keeps_order():
     assert target.name == "langchain:recording"
     answers = target.answer_batch(_pages(5), [f"q{i}" for i in range(5)])
     assert answers == [f"{100 + 10 * i}x50 q{i}" for i in range(5)]
-    assert len(chat.calls) == 5
-    msg = chat.calls[0][0]
+    assert len(chat.received) == 5
+    msg = chat.received[0][0]
     assert isinstance(msg, HumanMessage)
     assert msg.content[0]["type"] == "image_url"
     assert msg.content[0]["image_url"]["url"].startswith("data:image/png;base64,")
-    texts = sorted(call[0].content[1]["text"] for call in chat.calls)
+    texts = sorted(call[0].content[1]["text"] for call in chat.received)
     assert texts[0] == DEFAULT_PROMPT.format(question="q0")
 
 
@@ -92,9 +61,9 @@ def test_langchain_target_standard_blocks_jpeg_and_custom_prompt():
     assert target.name == "mine"
     rgba = Image.new("RGBA", (64, 32), (255, 0, 0, 128))
     assert target.answer_batch([rgba], ["what?"]) == ["64x32 what?"]
-    block = chat.calls[0][0].content[0]
+    block = chat.received[0][0].content[0]
     assert block["type"] == "image" and block["mime_type"] == "image/jpeg"
-    assert chat.calls[0][0].content[1]["text"] == "what?"
+    assert chat.received[0][0].content[1]["text"] == "what?"
 
 
 def test_transient_errors_are_retried_with_capped_backoff():
@@ -105,7 +74,7 @@ def test_transient_errors_are_retried_with_capped_backoff():
     answers = target.answer_batch(_pages(2), ["a", "b"])
     assert answers == ["100x50 a", "110x50 b"]
     # call 1 (a) and 2 (b) fail; retry: call 3 (a) fails, call 4 (b) ok; retry: call 5 (a) ok.
-    assert len(chat.calls) == 5
+    assert len(chat.received) == 5
     assert delays == [1.0, 1.5]
 
 
@@ -114,7 +83,7 @@ def test_retries_give_up_and_raise_the_provider_error():
     target = LangChainChatTarget(chat, max_retries=2, backoff=0.0, sleep=lambda s: None)
     with pytest.raises(TimeoutError, match="timed out"):
         target.answer_batch(_pages(1), ["q"])
-    assert len(chat.calls) == 3  # first try + 2 retries
+    assert len(chat.received) == 3  # first try + 2 retries
 
 
 def test_bad_requests_are_not_retried():
@@ -123,7 +92,7 @@ def test_bad_requests_are_not_retried():
     target = LangChainChatTarget(chat, sleep=slept.append)
     with pytest.raises(BadRequestError, match="too large"):
         target.answer_batch(_pages(1), ["q"])
-    assert len(chat.calls) == 1 and slept == []
+    assert len(chat.received) == 1 and slept == []
 
 
 class _Resp:

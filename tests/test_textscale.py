@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import encode, render_page
+from helpers import encode, render_page
 from PIL import Image, ImageOps
 
 from cares_integrations.routers.registry import default_router, load_router

@@ -410,11 +410,12 @@ def test_every_non_monotone_class_has_a_counterexample():
 
 
 # ---------------------------------------------------------------------------------------------
-# cross-check against the real transformers processors (opt-in: importing transformers is slow)
+# cross-check against the real transformers processors: always in CI (CI=true; about 25 s of CPU,
+# most of it importing transformers), opt-in elsewhere
 # ---------------------------------------------------------------------------------------------
 crosscheck = pytest.mark.skipif(
-    not __import__("os").environ.get("CARES_TRANSFORMERS_CROSSCHECK"),
-    reason="set CARES_TRANSFORMERS_CROSSCHECK=1 to compare with the installed transformers",
+    not (__import__("os").environ.get("CI") or __import__("os").environ.get("CARES_TRANSFORMERS_CROSSCHECK")),
+    reason="runs in CI; set CARES_TRANSFORMERS_CROSSCHECK=1 to compare with the installed transformers here",
 )
 
 

@@ -3,37 +3,29 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
-from typing import Any
 
 import pytest
-from langchain_core.language_models.chat_models import BaseChatModel
-from langchain_core.messages import AIMessage
-from langchain_core.outputs import ChatGeneration, ChatResult
-from PIL import Image, ImageDraw, ImageFont
+from helpers import render_text
+from langchain_helpers import RecordingChatModel, decode
+from PIL import Image, ImageDraw
 
 from cares_integrations.cli import main as cares_main
 from cares_integrations.training.cli import main, make_target
 
 
-class SizeChat(BaseChatModel):
-    """A chat model that reads "need N" in the prompt and answers right only when the image's
-    long side reaches N px (the image is decoded from the data URL it was sent)."""
+class SizeChat(RecordingChatModel):
+    """The recording chat model, reading "need N" in the prompt and answering right only when the
+    image's long side reaches N px."""
+
+    def answer(self, messages) -> str:
+        image_block, text_block = messages[0].content
+        return "the answer" if max(decode(image_block).size) >= int(text_block["text"].split()[1]) else "no idea"
 
     @property
     def _llm_type(self) -> str:
         return "size-chat"
-
-    def _generate(self, messages, stop=None, run_manager=None, **kwargs: Any) -> ChatResult:
-        import base64
-        import io
-
-        image_block, text_block = messages[0].content
-        data = base64.b64decode(image_block["image_url"]["url"].split(",", 1)[1])
-        long_side = max(Image.open(io.BytesIO(data)).size)
-        need = int(text_block["text"].split()[1])
-        answer = "the answer" if long_side >= need else "no idea"
-        return ChatResult(generations=[ChatGeneration(message=AIMessage(content=answer))])
 
 
 def make_dataset(folder: Path, needs: list[int], size: tuple[int, int] = (850, 1100)) -> Path:
@@ -113,9 +105,9 @@ def test_eval_reports_errors_cleanly(tmp_path, capsys):
 def test_ocr_target_labels_a_tiny_page(tmp_path, capsys):
     """The Tesseract reader as a target on one small page with large text."""
     pytest.importorskip("pytesseract")
-    img = Image.new("RGB", (320, 90), "white")
-    font = ImageFont.truetype("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf", 26)
-    ImageDraw.Draw(img).text((10, 25), "Total: 4821", fill="black", font=font)
+    if shutil.which("tesseract") is None:  # pytesseract alone cannot read: it runs the binary
+        pytest.skip("tesseract binary not installed (CI requires it: tests/test_environment.py)")
+    img = render_text((320, 90), [((10, 25), "Total: 4821", 26)])
     (tmp_path / "ds").mkdir()
     img.save(tmp_path / "ds" / "page.png")
     (tmp_path / "ds" / "samples.jsonl").write_text(json.dumps(

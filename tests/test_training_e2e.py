@@ -4,18 +4,12 @@
 
 from __future__ import annotations
 
-import base64
-import io
 import json
-import threading
-from typing import Any
 
 import numpy as np
 import pytest
-from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import AIMessage, BaseMessage
-from langchain_core.outputs import ChatGeneration, ChatResult
-from PIL import Image
+from langchain_core.messages import BaseMessage
+from langchain_helpers import RecordingChatModel, decode
 from tiny_models import tiny_idefics3
 
 from cares_integrations import load_router
@@ -36,33 +30,24 @@ LEGIBLE_PX = 10.0
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-class ReadingChat(BaseChatModel):
-    """A recording fake VLM: it answers right only when the answer's text, at the size of the
-    image it received, is at least ``LEGIBLE_PX`` tall (so labels really depend on resolution)."""
+class ReadingChat(RecordingChatModel):
+    """The recording chat model as a fake VLM: it answers right only when the answer's text, at
+    the size of the image it received, is at least ``LEGIBLE_PX`` tall (so labels really depend
+    on resolution)."""
 
     facts: dict = {}
-    calls: list = []
-    lock: Any = None
 
-    def model_post_init(self, __context: Any) -> None:
-        self.calls = []
-        self.lock = threading.Lock()
+    def answer(self, messages: list[BaseMessage]) -> str:
+        content = messages[0].content
+        assert content[0]["image_url"]["url"].startswith("data:image/jpeg;base64,")
+        size = decode(content[0]).size
+        answer, span_px, native_long = self.facts[content[1]["text"].splitlines()[0]]
+        return answer if span_px * max(size) / native_long >= LEGIBLE_PX else "unreadable"
 
     @property
-    def _llm_type(self) -> str:
-        return "reading-fake"
-
-    def _generate(self, messages: list[BaseMessage], stop=None, run_manager=None, **kwargs) -> ChatResult:
-        content = messages[0].content
-        url = content[0]["image_url"]["url"]
-        assert url.startswith("data:image/jpeg;base64,")
-        size = Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1]))).size
-        question = content[1]["text"].splitlines()[0]
-        with self.lock:
-            self.calls.append((size, question))
-        answer, span_px, native_long = self.facts[question]
-        legible = span_px * max(size) / native_long >= LEGIBLE_PX
-        return ChatResult(generations=[ChatGeneration(message=AIMessage(content=answer if legible else "unreadable"))])
+    def calls(self) -> list[tuple[tuple[int, int], str]]:
+        """(image size, question) of every call."""
+        return [(decode(m[0].content[0]).size, m[0].content[1]["text"].splitlines()[0]) for m in self.received]
 
 
 @pytest.fixture(scope="module")
