@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import threading
 import time
 
@@ -101,3 +102,83 @@ def test_bad_options_are_rejected():
         MicroBatcher(Recorder(), max_batch_size=0)
     with pytest.raises(ValueError, match="max_wait_ms"):
         MicroBatcher(Recorder(), max_wait_ms=-1)
+
+
+class _Gate:
+    """A batch function that blocks until released (a threading.Event, bounded wait)."""
+
+    def __init__(self) -> None:
+        self.started = threading.Event()
+        self.release = threading.Event()
+        self.batches: list[list] = []
+
+    def __call__(self, items: list) -> list:
+        self.batches.append(list(items))
+        self.started.set()
+        assert self.release.wait(10)
+        return [x * 10 for x in items]
+
+
+async def _wait_for(event: threading.Event) -> None:
+    for _ in range(500):  # bounded: at most 5 s
+        if event.is_set():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("the batch never started")
+
+
+async def test_cancelled_worker_during_a_batch_still_serves_everyone():
+    fn = _Gate()
+    batcher = MicroBatcher(fn, max_batch_size=2, max_wait_ms=0)
+    running = [asyncio.ensure_future(batcher.submit(i)) for i in range(2)]
+    await _wait_for(fn.started)
+    queued = [asyncio.ensure_future(batcher.submit(i)) for i in range(2, 5)]
+    await asyncio.sleep(0)
+    state = next(iter(batcher._states.values()))
+    state.worker.cancel()  # e.g. a task group tearing down, or a stray cancel()
+    await asyncio.sleep(0.01)
+    fn.release.set()
+    # Nobody cancelled a caller: the running batch's callers get results, not CancelledError,
+    # and the queued callers are served without any new call arriving.
+    results = await asyncio.wait_for(asyncio.gather(*running, *queued), 10)
+    assert results == [0, 10, 20, 30, 40]
+    assert [sorted(b) for b in fn.batches] == [[0, 1], [2, 3], [4]]
+
+
+async def test_cancelled_idle_worker_is_replaced_for_queued_callers():
+    fn = Recorder()
+    batcher = MicroBatcher(fn, max_batch_size=8, max_wait_ms=200)
+    waiting = [asyncio.ensure_future(batcher.submit(i)) for i in range(3)]
+    await asyncio.sleep(0.01)  # the worker now waits for company
+    next(iter(batcher._states.values())).worker.cancel()
+    assert await asyncio.wait_for(asyncio.gather(*waiting), 10) == [0, 10, 20]
+
+
+async def test_crashed_worker_gives_callers_the_real_error_and_is_replaced():
+    class FlakyExecutor(concurrent.futures.ThreadPoolExecutor):
+        refused = False
+
+        def submit(self, fn, *args, **kwargs):
+            if not self.refused:
+                self.refused = True
+                raise RuntimeError("executor refused the first batch")
+            return super().submit(fn, *args, **kwargs)
+
+    with FlakyExecutor(max_workers=1) as pool:
+        batcher = MicroBatcher(Recorder(), max_batch_size=2, max_wait_ms=0, executor=pool)
+        first = await asyncio.gather(*(batcher.submit(i) for i in range(2)), return_exceptions=True)
+        assert all(isinstance(e, RuntimeError) and "refused" in str(e) for e in first)
+        assert await asyncio.wait_for(batcher.submit_many([5, 6, 7]), 10) == [50, 60, 70]
+
+
+async def test_a_malformed_result_is_the_batch_error_and_the_next_batch_runs():
+    calls = []
+
+    def fn(items):
+        calls.append(items)
+        return None if len(calls) == 1 else [x for x in items]
+
+    batcher = MicroBatcher(fn, max_batch_size=4, max_wait_ms=0)
+    with pytest.raises(TypeError):
+        await batcher.submit(1)
+    assert await batcher.submit(2) == 2

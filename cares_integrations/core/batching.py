@@ -14,7 +14,7 @@ import weakref
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -25,6 +25,7 @@ class _LoopState:
     queue: list = field(default_factory=list)
     wakeup: asyncio.Event = field(default_factory=asyncio.Event)
     worker: asyncio.Task | None = None
+    running: asyncio.Future | None = None
 
 
 class MicroBatcher(Generic[T, R]):
@@ -32,7 +33,9 @@ class MicroBatcher(Generic[T, R]):
 
     ``max_batch_size`` bounds a batch; ``max_wait_ms`` bounds how long the first item of a batch
     waits for company. ``fn`` must return one result per item, in order; if it raises, every
-    caller in that batch gets the exception. ``executor`` runs ``fn`` (default: the loop's
+    caller in that batch gets that exception. The batcher survives faults: a worker task that is
+    cancelled or crashes is replaced while items are queued, and a running batch whose worker
+    was cancelled still delivers its results to its callers. ``executor`` runs ``fn`` (default: the loop's
     default thread pool). One batcher can serve several event loops; each gets its own queue.
     """
 
@@ -71,11 +74,56 @@ class MicroBatcher(Generic[T, R]):
         futures = [loop.create_future() for _ in items]
         state.queue.extend(zip(items, futures))
         state.wakeup.set()
-        if state.worker is None or state.worker.done():
-            state.worker = loop.create_task(self._work(loop, state))
+        self._ensure_worker(loop, state)
         return list(await asyncio.gather(*futures))
 
+    def _ensure_worker(self, loop: asyncio.AbstractEventLoop, state: _LoopState) -> None:
+        """Start a worker unless one is running; a worker that ends (done, cancelled or crashed)
+        while items are queued is replaced at once, so no caller waits for a later call."""
+        if state.worker is not None and not state.worker.done():
+            return
+        state.worker = loop.create_task(self._work(loop, state))
+
+        def replaced(task: asyncio.Task) -> None:
+            if not task.cancelled() and task.exception() is not None:
+                exc = task.exception()
+                for _, fut in state.queue:  # a crash outside a batch: fail the queue with it
+                    if not fut.done():
+                        fut.set_exception(exc)
+                state.queue.clear()
+            if state.queue and not loop.is_closed():
+                self._ensure_worker(loop, state)
+
+        state.worker.add_done_callback(replaced)
+
+    @staticmethod
+    def _deliver(live: list[tuple[T, asyncio.Future]], outcome: asyncio.Future) -> None:
+        """Hand a finished batch's results, or its real error, to its callers."""
+        if outcome.cancelled():
+            error: BaseException | None = RuntimeError("the batch function was cancelled")
+        else:
+            error = outcome.exception()
+        results: list[Any] = []
+        if error is None:
+            try:
+                results = list(outcome.result())
+                if len(results) != len(live):
+                    raise RuntimeError(f"batch function returned {len(results)} results for {len(live)} items")
+            except Exception as exc:  # noqa: BLE001 - a malformed result is this batch's error
+                error = exc
+        for i, (_, fut) in enumerate(live):
+            if fut.done():
+                continue
+            if error is not None:
+                fut.set_exception(error)
+            else:
+                fut.set_result(results[i])
+
     async def _work(self, loop: asyncio.AbstractEventLoop, state: _LoopState) -> None:
+        if state.running is not None and not state.running.done():
+            # A batch started by a worker that was cancelled is still running: wait for it, so
+            # batches stay one at a time; its callers are served by its own callback.
+            await asyncio.wait([state.running])
         waited = False
         while state.queue:
             # Only the first batch waits for company: items queued while a batch ran have waited.
@@ -93,23 +141,20 @@ class MicroBatcher(Generic[T, R]):
                         break
             batch = state.queue[: self.max_batch_size]
             del state.queue[: self.max_batch_size]
-            live = [(item, fut) for item, fut in batch if not fut.cancelled()]
+            live = [(item, fut) for item, fut in batch if not fut.done()]
             if not live:
                 continue
             try:
-                results = await loop.run_in_executor(self.executor, self.fn, [item for item, _ in live])
-                results = list(results)
-                if len(results) != len(live):
-                    raise RuntimeError(f"batch function returned {len(results)} results for {len(live)} items")
-            except BaseException as exc:  # hand the failure to every caller of this batch
+                outcome = loop.run_in_executor(self.executor, self.fn, [item for item, _ in live])
+            except Exception as exc:  # noqa: BLE001 - the executor refused the batch
                 for _, fut in live:
                     if not fut.done():
                         fut.set_exception(exc)
-                if isinstance(exc, (asyncio.CancelledError, KeyboardInterrupt, SystemExit)):
-                    raise
                 continue
             finally:
                 self.batches_run += 1
-            for (_, fut), result in zip(live, results):
-                if not fut.done():
-                    fut.set_result(result)
+            state.running = outcome
+            outcome.add_done_callback(lambda done, live=live: self._deliver(live, done))
+            # If this worker is cancelled here, the batch still finishes and its callers still get
+            # their results (the callback above); the next worker waits for it.
+            await asyncio.wait([outcome])
