@@ -26,14 +26,13 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
 from .errors import ImageDecodeError, ImageSkipped
+from .sources import read_capped
 
 FETCH_WORKERS = 8
 """Threads of :data:`FETCH_EXECUTOR`: at most this many downloads run at once; more wait their turn."""
 
 FETCH_EXECUTOR = ThreadPoolExecutor(max_workers=FETCH_WORKERS, thread_name_prefix="cares-fetch")
 """The bounded pool async fetches run on, apart from the loop's default executor."""
-
-_CHUNK = 64 * 1024
 
 
 @dataclass(frozen=True, init=False)
@@ -214,19 +213,9 @@ def _get(url: str, policy: FetchPolicy, deadline: _Deadline) -> tuple[int, str |
         length = response.getheader("Content-Length")
         if length is not None and length.isdigit() and int(length) > policy.max_bytes:
             raise ImageDecodeError(f"remote image is {int(length)} bytes, over the {policy.max_bytes}-byte limit")
-        chunks: list[bytes] = []
-        total = 0
-        while True:
-            sock.settimeout(deadline.remaining())
-            chunk = response.read1(_CHUNK)
-            if not chunk:
-                break
-            chunks.append(chunk)
-            total += len(chunk)
-            if total > policy.max_bytes:
-                raise ImageDecodeError(f"remote image exceeds the {policy.max_bytes}-byte limit")
-            deadline.remaining()
-        return response.status, None, b"".join(chunks)
+        body = read_capped(response.read1, policy.max_bytes, "remote image",
+                           before_each=lambda: sock.settimeout(deadline.remaining()))
+        return response.status, None, body
     finally:
         conn.close()
 

@@ -17,7 +17,7 @@ import stat
 import urllib.parse
 import urllib.request
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -78,6 +78,25 @@ def file_url_path(url: str) -> str:
     return urllib.request.url2pathname(parts.path)
 
 
+def read_capped(read: Callable[[int], bytes], max_bytes: int, what: str,
+                before_each: Callable[[], object] | None = None) -> bytes:
+    """Everything ``read(n)`` returns until it returns ``b""``, refused once it passes ``max_bytes``
+    (never more than ``max_bytes + 1`` bytes are asked for). ``before_each`` runs before every read
+    (a deadline check, say)."""
+    chunks: list[bytes] = []
+    total = 0
+    while True:
+        if before_each is not None:
+            before_each()
+        chunk = read(min(1 << 20, max_bytes + 1 - total))
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+        total += len(chunk)
+        if total > max_bytes:
+            raise ImageDecodeError(f"{what} is over the {max_bytes}-byte limit")
+
+
 def read_local_file(path: str | os.PathLike, policy: LocalFilePolicy | None, what: str = "image file") -> bytes:
     """The bytes of a local image file, if ``policy`` allows it.
 
@@ -112,17 +131,7 @@ def read_local_file(path: str | os.PathLike, policy: LocalFilePolicy | None, wha
             raise ImageDecodeError(f"cannot read {what}: not a regular file (devices, FIFOs and sockets are never read)")
         if info.st_size > policy.max_bytes:
             raise ImageDecodeError(f"{what} is {info.st_size} bytes, over the {policy.max_bytes}-byte limit")
-        chunks: list[bytes] = []
-        total = 0
-        while True:
-            chunk = os.read(fd, min(1 << 20, policy.max_bytes + 1 - total))
-            if not chunk:
-                break
-            chunks.append(chunk)
-            total += len(chunk)
-            if total > policy.max_bytes:
-                raise ImageDecodeError(f"{what} is over the {policy.max_bytes}-byte limit")
-        return b"".join(chunks)
+        return read_capped(lambda n: os.read(fd, n), policy.max_bytes, what)
     except OSError as exc:
         raise ImageDecodeError(f"cannot read {what}: {exc.strerror or type(exc).__name__}") from exc
     finally:
