@@ -21,7 +21,8 @@ from llama_index.core.base.llms.types import (
 )
 from llama_index.core.instrumentation import get_dispatcher
 
-from ..core.apply import ImageResult, OnError, _check_on_error, aroute_and_resize, route_and_resize
+from ..core.apply import ImageResult, OnError, _check_on_error
+from ..core.conversation import DecisionCache, aroute_images, route_images
 from ..core.codec import decode_base64
 from ..core.errors import ImageDecodeError
 from ..routers.registry import load_router
@@ -80,6 +81,16 @@ def _walk(blocks: Sequence[Any], found: dict[int, ImageBlock]) -> None:
         elif (field := _nested(block)) is not None:
             value = getattr(block, field, None)
             _walk(value if isinstance(value, list) else [value], found)
+
+
+def has_image_blocks(messages: Sequence[ChatMessage]) -> bool:
+    """Whether any message holds an ``ImageBlock`` (nested ones included)."""
+    found: dict[int, ImageBlock] = {}
+    for msg in messages:
+        _walk(msg.blocks, found)
+        if found:
+            return True
+    return False
 
 
 def _block_source(block: ImageBlock) -> Any:
@@ -194,6 +205,7 @@ def resize_chat_messages(
     image_format: Optional[str] = None,
     quality: int = 90,
     local_files: Optional[LocalFilePolicy] = None,
+    cache: Optional[DecisionCache] = None,
 ) -> list[ChatMessage]:
     """Return copies of ``messages`` whose ``ImageBlock``s are resized for the latest question.
 
@@ -206,12 +218,14 @@ def resize_chat_messages(
     ``path`` and ``file:`` URLs stay as they are, with the reason in the event, unless
     ``local_files`` names their folder (message content is untrusted).
     Decisions are dispatched as a :class:`CaresResizeEvent`. ``target`` None uses the router's.
+    With a ``cache`` (:class:`~cares_integrations.core.conversation.DecisionCache`), an image
+    already routed for the same question, target and policy is not routed again.
     """
     msgs, router, query, plan = _prepare(messages, router, query, scope, on_error)
     todo = plan.to_route
-    routed = route_and_resize(router, [plan.sources[i] for i in todo], query,
-                              target=target_or_router(target), on_error=on_error,
-                              fmt=image_format, quality=quality, local_files=local_files) if todo else []
+    routed = route_images(router, [plan.sources[i] for i in todo], query,
+                          target=target_or_router(target), cache=cache, on_error=on_error,
+                          fmt=image_format, quality=quality, local_files=local_files) if todo else []
     return plan.finish(msgs, plan.merge(routed), query, target or router.target)
 
 
@@ -227,11 +241,51 @@ async def aresize_chat_messages(
     image_format: Optional[str] = None,
     quality: int = 90,
     local_files: Optional[LocalFilePolicy] = None,
+    cache: Optional[DecisionCache] = None,
 ) -> list[ChatMessage]:
     """Async :func:`resize_chat_messages`; decoding, routing and resizing run off the event loop."""
     msgs, router, query, plan = _prepare(messages, router, query, scope, on_error)
     todo = plan.to_route
-    routed = await aroute_and_resize(router, [plan.sources[i] for i in todo], query,
-                                     target=target_or_router(target), on_error=on_error,
-                                     fmt=image_format, quality=quality, local_files=local_files) if todo else []
+    routed = await aroute_images(router, [plan.sources[i] for i in todo], query,
+                                 target=target_or_router(target), cache=cache, on_error=on_error,
+                                 fmt=image_format, quality=quality, local_files=local_files) if todo else []
     return plan.finish(msgs, plan.merge(routed), query, target or router.target)
+
+
+MOVED_IMAGE_TEXT = "[image moved to the next user message]"
+"""What a tool message says in place of an image moved by :func:`move_tool_images`."""
+
+
+def move_tool_images(messages: Sequence[ChatMessage]) -> list[ChatMessage]:
+    """A new list in which ``ImageBlock``s of tool messages are moved into a user message that
+    follows each run of tool results; each leaves :data:`MOVED_IMAGE_TEXT` in its place.
+
+    For clients that drop images in tool results (llama-index-llms-openai sends a tool message's
+    content as text only). Messages without tool images are the same objects.
+    """
+    out: list[ChatMessage] = []
+    pending: list[ImageBlock] = []
+    ids: list[str] = []
+
+    def flush() -> None:
+        if pending:
+            head = TextBlock(text=f"Images returned by tool call {', '.join(ids)}:")
+            out.append(ChatMessage(role=MessageRole.USER, blocks=[head, *pending]))
+            pending.clear()
+            ids.clear()
+
+    for msg in messages:
+        if msg.role != MessageRole.TOOL:
+            flush()
+            out.append(msg)
+            continue
+        images = [b for b in msg.blocks if isinstance(b, ImageBlock)]
+        if not images:
+            out.append(msg)
+            continue
+        pending.extend(images)
+        ids.append(str(msg.additional_kwargs.get("tool_call_id", "?")))
+        blocks = [TextBlock(text=MOVED_IMAGE_TEXT) if isinstance(b, ImageBlock) else b for b in msg.blocks]
+        out.append(msg.model_copy(update={"blocks": blocks, "additional_kwargs": dict(msg.additional_kwargs)}))
+    flush()
+    return out

@@ -13,6 +13,7 @@ from llama_index.core.bridge.pydantic import Field
 from llama_index.core.instrumentation.events import BaseEvent
 
 from ..core.apply import ImageResult
+from ..core.conversation import summarize
 
 
 class CaresResizeEvent(BaseEvent):
@@ -29,6 +30,7 @@ class CaresResizeEvent(BaseEvent):
     n_images: int = Field(default=0, description="Images seen.")
     n_resized: int = Field(default=0, description="Images whose bytes changed.")
     n_skipped: int = Field(default=0, description="Images left as they were (remote URL not fetched, or an error).")
+    cache_hits: int = Field(default=0, description="Images answered from a decision cache instead of routed again.")
     tokens_before: Optional[int] = Field(default=None, description="Visual tokens of the originals, summed.")
     tokens_after: Optional[int] = Field(default=None, description="Visual tokens of what is sent, summed.")
 
@@ -53,18 +55,13 @@ def build_event(
     target: Optional[str],
 ) -> CaresResizeEvent:
     """Summarise one batch of results as a :class:`CaresResizeEvent`."""
-    routed = [r.decision for r in results if r.decision is not None]
-    counted = [d for d in routed if d.tokens_before is not None and d.tokens_after is not None]
-    targets = {d.target for d in routed}
+    targets = {r.decision.target for r in results if r.decision is not None}
+    # Totals cover routed images only: a skipped image has no token count.
     return CaresResizeEvent(
         source=source,  # type: ignore[arg-type]
         query_str=query_str,
         target=targets.pop() if len(targets) == 1 else target,
         decisions=list(decisions),
-        n_images=len(results),
-        n_resized=sum(1 for r in results if r.changed),
         n_skipped=sum(1 for r in results if r.decision is None),
-        # Totals cover routed images only: a skipped image has no token count.
-        tokens_before=sum(d.tokens_before for d in counted) if counted else None,  # type: ignore[misc]
-        tokens_after=sum(d.tokens_after for d in counted) if counted else None,  # type: ignore[misc]
+        **summarize(results),
     )
