@@ -124,3 +124,23 @@ def test_chat_model_wrapper_in_create_agent_and_langgraph():
         assert image_sizes(result["messages"]) == [ORIGINAL] * 3
         assert shape(inner.received[-1]) == shape(result["messages"][:-1])
         assert inner.bound_tools and router.calls == 2
+
+
+async def test_page_tool_emits_the_resizer_event():
+    tool = make_page_image_tool({"p2": PAGE_PNG}, router=CountingRouter(free_detail=False), target="openai:gpt-4o")
+    call_ = {"type": "tool_call", "name": tool.name, "id": "call_9", "args": {"page": "p2", "question": "total?"}}
+    events = [e async for e in tool.astream_events(call_, version="v2") if e["event"] == "on_custom_event"]
+    assert [e["name"] for e in events] == ["cares_route"]
+    data = events[0]["data"]
+    assert data["tool"] == "get_page_image" and data["target"] == "openai:gpt-4o" and data["n_resized"] == 1
+    assert data["images"][0]["page"] == "p2" and data["images"][0]["send_size"] == list(ROUTED)
+    seen = []
+
+    from langchain_core.callbacks import BaseCallbackHandler
+
+    class Handler(BaseCallbackHandler):
+        def on_custom_event(self, name, data, **kwargs):
+            seen.append((name, data["question"]))
+
+    tool.invoke(call_, config={"callbacks": [Handler()]})
+    assert seen == [("cares_route", "total?")]

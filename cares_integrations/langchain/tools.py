@@ -18,6 +18,7 @@ from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..core.apply import ImageResult, aroute_and_resize, route_and_resize
+from ..core.conversation import summarize
 from ..core.errors import ImageDecodeError
 from ..routers.registry import load_router
 from ..core.codec import encode_base64, is_data_url, looks_like_base64_image
@@ -394,19 +395,31 @@ class CaresPageImageTool(BaseTool):
             "local_files": self._files(),
         }
 
-    def _run(self, page: str, question: str, run_manager: Any = None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    def _report(self, page: str, question: str, result: ImageResult) -> dict[str, Any]:
+        """The ``"cares_route"`` event payload: the same shape as the resizer's and ``wrap_tool``'s."""
+        target = result.decision.target if result.decision is not None else self.target
+        return {"tool": self.name, "question": question, "target": target, "router": self.router.name,
+                **summarize([result]), "images": [{"page": page, **result.as_metadata()}]}
+
+    def _run(self, page: str, question: str, config: RunnableConfig,
+             run_manager: Any = None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
         image = self._load_page(page)
         try:
             result = route_and_resize(self.router, [image], question, **self._route_kwargs())[0]
         except ImageDecodeError as exc:  # pragma: no cover - passthrough records errors instead
             raise ToolException(f"page {page!r} could not be read: {exc}") from exc
+        if run_manager is not None:
+            dispatch_custom_event(EVENT_NAME, self._report(page, question, result), config=_child_config(config, run_manager))
         return self._answer(page, result)
 
     async def _arun(
-        self, page: str, question: str, run_manager: Any = None
+        self, page: str, question: str, config: RunnableConfig, run_manager: Any = None
     ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
         image = await asyncio.to_thread(self._load_page, page)
         result = (await aroute_and_resize(self.router, [image], question, **self._route_kwargs()))[0]
+        if run_manager is not None:
+            await adispatch_custom_event(EVENT_NAME, self._report(page, question, result),
+                                         config=_child_config(config, run_manager))
         return self._answer(page, result)
 
 
