@@ -367,3 +367,23 @@ def test_device_and_dtype_picking(gate_dir):
     assert router.backbone.dtype == torch.bfloat16 and router.backbone.device.type == "cpu"
     assert next(router.head.parameters()).dtype == torch.float32
     assert math.isclose(sum(router.route(render_page(300, 400), "q").probabilities), 1.0, rel_tol=1e-5)
+
+
+def test_the_gate_without_its_extra_names_the_extra(tmp_path):
+    """Without torch (the core install), loading a gate says which extra to install."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = (
+        "import sys\n"
+        "sys.modules['torch'] = None  # as if torch were not installed\n"
+        "from cares_integrations import load_router\n"
+        "try:\n"
+        f"    load_router({str(tmp_path)!r})\n"
+        "except ImportError as exc:\n"
+        "    print('ERR', exc)\n"
+    )
+    root = Path(__file__).resolve().parent.parent
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root, check=True).stdout
+    assert "ERR" in out and "cares-integrations[gate]" in out

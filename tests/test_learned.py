@@ -14,12 +14,11 @@ from cares_integrations.core.errors import CheckpointError
 from cares_integrations.routers.learned import (
     DEFAULT_MODEL_DIR,
     LearnedDefaultRouter,
-    build_net,
     encode_inputs,
     page_view,
     question_features,
-    save_learned,
 )
+from cares_integrations.training.learned_net import build_net, load_torch_net, save_learned
 from cares_integrations.training.train import fit_classifier
 
 QUESTIONS = [
@@ -150,9 +149,56 @@ def test_recipe_splits_by_page_and_judges_honestly():
                         "u": table((0.99, 0.10), (0.99, 0.20))})["learned_beats_text_scale"]  # every target
 
 
-def test_forward_thread_setting_is_restored(shipped, page_image):
-    torch.set_num_threads(2)
-    shipped.route(page_image, QUESTIONS[0])
-    assert torch.get_num_threads() == 2  # the router's 1-thread forward pass does not leak
-    with pytest.raises(ValueError, match="num_threads"):
-        LearnedDefaultRouter(num_threads=0)
+def test_numpy_inference_gives_the_torch_networks_decisions(shipped):
+    """The router runs the shipped weights in numpy; the torch network training uses must agree."""
+    _, net = load_torch_net(DEFAULT_MODEL_DIR)
+    pages = [render_page(300 + 97 * i, 400 + 131 * i, text_px=6 + i) for i in range(10)]
+    qs = [QUESTIONS[i % 3] for i in range(10)]
+    views, q, stats = encode_inputs(pages, qs, shipped.config)
+    with torch.inference_mode():
+        logits = net(torch.from_numpy(views), torch.from_numpy(q), torch.from_numpy(stats))
+    expected = torch.softmax(logits / shipped.temperature + torch.from_numpy(shipped.class_bias), dim=-1).numpy()
+    got = shipped.predict_proba(pages, qs)
+    assert np.abs(got - expected).max() < 1e-5
+    policy = ResolutionPolicy(bins=shipped.policy.bins)
+    for page, probs_np, probs_t in zip(pages, got, expected):
+        image_long = max(page.size)
+        assert policy.long_side(probs_np, image_long) == policy.long_side(probs_t, image_long)
+
+
+def test_safetensors_reader_matches_the_safetensors_package(tmp_path):
+    from safetensors.numpy import save_file
+
+    from cares_integrations.routers.learned import read_safetensors
+
+    arrays = {"a": np.arange(6, dtype=np.float32).reshape(2, 3), "b": np.array([1, -2], dtype=np.int64),
+              "c": np.linspace(0, 1, 5).astype(np.float16)}
+    save_file(arrays, str(tmp_path / "w.safetensors"), metadata={"note": "x"})
+    got = read_safetensors(tmp_path / "w.safetensors")
+    assert set(got) == set(arrays)
+    for key, value in arrays.items():
+        assert got[key].dtype == value.dtype and np.array_equal(got[key], value)
+    (tmp_path / "bad.safetensors").write_bytes((10**9).to_bytes(8, "little") + b"{}")
+    with pytest.raises(CheckpointError, match="not a safetensors file"):
+        read_safetensors(tmp_path / "bad.safetensors")
+
+
+def test_routing_with_the_default_and_learned_routers_imports_no_torch(tmp_path):
+    """The default install has no torch: routing with either embedded router must not need it."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    page = tmp_path / "page.png"
+    render_page(850, 1100, text_px=11).save(page)
+    code = (
+        "import sys\n"
+        "from cares_integrations import load_router\n"
+        "for source in (None, 'learned-default'):\n"
+        f"    d = load_router(source, target='openai:gpt-4o').route({str(page)!r}, 'What is the total?')\n"
+        "    assert d.send_size and d.tokens_after <= d.tokens_before\n"
+        "print(sorted(m for m in sys.modules if m == 'torch' or m.startswith(('torch.', 'transformers', 'safetensors'))))\n"
+    )
+    root = Path(__file__).resolve().parent.parent
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root, check=True)
+    assert out.stdout.strip() == "[]", out.stdout

@@ -9,8 +9,10 @@ turn that into class probabilities over the resolution bins, calibrated with a t
 The weights live in ``cares_integrations/routers/learned_default/`` (``config.json`` +
 ``model.safetensors``), trained by ``python -m cares_integrations.training.recipe`` on synthetic
 pages labeled with the Tesseract reader (see ``docs/learned-default.md``). The same building
-blocks (:func:`page_view`, :func:`page_stats`, :func:`question_features`,
-:class:`PageQuestionNet`) are used at training time, so inference and training cannot drift.
+blocks (:func:`page_view`, :func:`page_stats`, :func:`question_features`) are used at training
+time, so inference and training cannot drift. Inference runs in numpy (:class:`LearnedNet`), so
+the default install needs no torch; training uses the same network written in torch
+(:class:`cares_integrations.training.learned_net.PageQuestionNet`), and tests check the two agree.
 """
 
 from __future__ import annotations
@@ -18,15 +20,12 @@ from __future__ import annotations
 import json
 import os
 import re
-import threading
 import zlib
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
-import torch
 from PIL import Image
-from torch import nn
 
 from ..core.errors import CheckpointError
 from ..core.payload import DecodedImage
@@ -36,10 +35,12 @@ from ..core.router import Prediction, Router
 __all__ = [
     "DEFAULT_MODEL_DIR",
     "LearnedDefaultRouter",
-    "PageQuestionNet",
+    "LearnedNet",
     "page_stats",
     "page_view",
     "question_features",
+    "read_learned",
+    "read_safetensors",
 ]
 
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "learned_default"
@@ -127,49 +128,6 @@ def question_features(question: str, dim: int = 256) -> np.ndarray:
     return vec / norm if norm > 0 else vec
 
 
-def build_net(config: Mapping[str, Any]) -> "PageQuestionNet":
-    """Build the :class:`PageQuestionNet` a config describes (weights random)."""
-    return PageQuestionNet(
-        view_size=int(config["view_size"]),
-        question_dim=int(config["question_dim"]),
-        n_classes=len(config["bins"]),
-        channels=tuple(config.get("channels", (8, 16, 32, 32))),
-        question_hidden=int(config.get("question_hidden", 32)),
-        hidden=int(config.get("hidden", 64)),
-    )
-
-
-class PageQuestionNet(nn.Module):
-    """CNN over the page view + MLP over the hashed question and stats -> class logits.
-
-    ``forward(view (n, 1, S, S), question (n, Q), stats (n, N_STATS)) -> (n, n_classes)``. Each conv
-    stage halves the view; global mean and max pooling keep both "how much fine texture" and
-    "is there any" signals.
-    """
-
-    def __init__(self, view_size: int = 128, question_dim: int = 256, n_classes: int = 3,
-                 channels: Sequence[int] = (8, 16, 32, 32), question_hidden: int = 32, hidden: int = 64):
-        super().__init__()
-        layers: list[nn.Module] = []
-        c_in = 1
-        for i, c in enumerate(channels):
-            k = 5 if i == 0 else 3
-            layers += [nn.Conv2d(c_in, c, k, stride=2, padding=k // 2), nn.BatchNorm2d(c), nn.ReLU()]
-            c_in = c
-        self.cnn = nn.Sequential(*layers)
-        self.question = nn.Sequential(nn.Linear(question_dim, question_hidden), nn.ReLU())
-        joint = 2 * c_in + question_hidden + N_STATS
-        self.classifier = nn.Sequential(nn.Linear(joint, hidden), nn.ReLU(), nn.Dropout(0.1),
-                                        nn.Linear(hidden, n_classes))
-        self.view_size, self.question_dim, self.n_classes = view_size, question_dim, n_classes
-
-    def forward(self, view: torch.Tensor, question: torch.Tensor, stats: torch.Tensor) -> torch.Tensor:
-        """Class logits for a batch."""
-        f = self.cnn(view)
-        pooled = torch.cat([f.mean(dim=(2, 3)), f.amax(dim=(2, 3))], dim=1)
-        return self.classifier(torch.cat([pooled, self.question(question), stats], dim=1))
-
-
 def encode_inputs(images: Sequence[Image.Image], questions: Sequence[str], config: Mapping[str, Any]):
     """The network's three input arrays for a batch: views (n,1,S,S), questions (n,Q), stats
     (n, N_STATS). A page repeated in the batch (several questions) is measured once."""
@@ -185,25 +143,103 @@ def encode_inputs(images: Sequence[Image.Image], questions: Sequence[str], confi
     return views.astype(np.float32), qs.astype(np.float32), stats.astype(np.float32)
 
 
-def save_learned(path: str | os.PathLike, config: Mapping[str, Any], net: Any) -> Path:
-    """Write ``config.json`` + ``model.safetensors`` (the format :class:`LearnedDefaultRouter` reads)."""
-    from safetensors.torch import save_file
+_SAFETENSORS_DTYPES = {"F64": "<f8", "F32": "<f4", "F16": "<f2", "I64": "<i8", "I32": "<i4",
+                       "I16": "<i2", "I8": "i1", "U8": "u1", "BOOL": "?"}
 
-    out = Path(path)
-    out.mkdir(parents=True, exist_ok=True)
-    cfg = dict(config)
-    cfg.setdefault("format", FORMAT)
-    cfg.setdefault("format_version", FORMAT_VERSION)
-    state = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
-    save_file(state, str(out / WEIGHTS_NAME))
-    (out / CONFIG_NAME).write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
+
+def read_safetensors(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """Read a ``.safetensors`` file into numpy arrays, without the safetensors package.
+
+    The format: 8 bytes of little-endian header length, a JSON header naming each tensor's dtype,
+    shape and byte range, then the raw little-endian buffers. BF16 is widened to float32.
+    """
+    raw = Path(path).read_bytes()
+    if len(raw) < 8:
+        raise CheckpointError(f"{path} is not a safetensors file (only {len(raw)} bytes)")
+    n = int.from_bytes(raw[:8], "little")
+    if n > len(raw) - 8:
+        raise CheckpointError(f"{path} is not a safetensors file (header of {n} bytes in a {len(raw)}-byte file)")
+    try:
+        header = json.loads(raw[8:8 + n])
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{path} has an unreadable safetensors header: {exc}") from None
+    data = memoryview(raw)[8 + n:]
+    out: dict[str, np.ndarray] = {}
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        dtype, shape, (start, end) = info["dtype"], tuple(info["shape"]), info["data_offsets"]
+        if not 0 <= start <= end <= len(data):
+            raise CheckpointError(f"{path}: tensor {name!r} lies outside the file")
+        if dtype == "BF16":
+            arr = (np.frombuffer(data[start:end], dtype="<u2").astype(np.uint32) << 16).view(np.float32)
+        elif dtype in _SAFETENSORS_DTYPES:
+            arr = np.frombuffer(data[start:end], dtype=_SAFETENSORS_DTYPES[dtype])
+        else:
+            raise CheckpointError(f"{path}: tensor {name!r} has dtype {dtype}, which this reader does not know")
+        if arr.size != int(np.prod(shape, dtype=np.int64)):
+            raise CheckpointError(f"{path}: tensor {name!r} holds {arr.size} values for shape {shape}")
+        out[name] = arr.reshape(shape)
     return out
 
 
-def load_learned(path: str | os.PathLike = DEFAULT_MODEL_DIR) -> tuple[dict[str, Any], Any]:
-    """Read a saved learned gate: returns (config, network in eval mode)."""
-    from safetensors.torch import load_file
+def _conv_bn_relu(x: np.ndarray, w: np.ndarray, b: np.ndarray, bn: Mapping[str, np.ndarray]) -> np.ndarray:
+    """``ReLU(BatchNorm(Conv2d(x, stride=2, padding=k // 2)))`` in eval mode, for (n, c, h, w) input."""
+    k = w.shape[-1]
+    pad = k // 2
+    xp = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
+    windows = np.lib.stride_tricks.sliding_window_view(xp, (k, k), axis=(2, 3))[:, :, ::2, ::2]
+    y = np.einsum("nchwij,ocij->nohw", windows, w, optimize=True) + b[None, :, None, None]
+    scale = bn["weight"] / np.sqrt(bn["running_var"] + 1e-5)
+    y = (y - bn["running_mean"][None, :, None, None]) * scale[None, :, None, None] + bn["bias"][None, :, None, None]
+    return np.maximum(y, 0, out=y)
 
+
+class LearnedNet:
+    """The learned router's network (CNN over the page view + MLP over the hashed question and
+    stats -> class logits), run in numpy from the weights torch training wrote.
+
+    Same layout and arithmetic as the torch ``PageQuestionNet`` in eval mode: each conv stage
+    (stride 2, BatchNorm, ReLU) halves the view; global mean and max pooling; the classifier's
+    dropout is off at inference.
+    """
+
+    def __init__(self, config: Mapping[str, Any], state: Mapping[str, np.ndarray]) -> None:
+        channels = tuple(config.get("channels", (8, 16, 32, 32)))
+        try:
+            self.stages = [
+                (state[f"cnn.{3 * i}.weight"], state[f"cnn.{3 * i}.bias"],
+                 {key: state[f"cnn.{3 * i + 1}.{key}"] for key in ("weight", "bias", "running_mean", "running_var")})
+                for i in range(len(channels))
+            ]
+            self.question = (state["question.0.weight"], state["question.0.bias"])
+            self.hidden = (state["classifier.0.weight"], state["classifier.0.bias"])
+            self.out = (state["classifier.3.weight"], state["classifier.3.bias"])
+        except KeyError as exc:
+            raise CheckpointError(f"the weights lack {exc.args[0]!r} for a {len(channels)}-stage network") from None
+        expected = [(c, 1 if i == 0 else channels[i - 1]) for i, c in enumerate(channels)]
+        got = [tuple(w.shape[:2]) for w, _, _ in self.stages]
+        n_joint = 2 * channels[-1] + self.question[0].shape[0] + N_STATS
+        if (got != expected or self.question[0].shape[1] != int(config["question_dim"])
+                or self.hidden[0].shape[1] != n_joint or self.out[0].shape[0] != len(config["bins"])):
+            raise CheckpointError(
+                f"the weights do not fit the config (conv stages {got} for channels {channels}; question "
+                f"{self.question[0].shape}, classifier {self.hidden[0].shape} -> {self.out[0].shape})"
+            )
+
+    def __call__(self, views: np.ndarray, questions: np.ndarray, stats: np.ndarray) -> np.ndarray:
+        """Class logits (n, n_classes) for views (n, 1, S, S), questions (n, Q), stats (n, N_STATS)."""
+        f = views.astype(np.float32)
+        for w, b, bn in self.stages:
+            f = _conv_bn_relu(f, w, b, bn)
+        pooled = np.concatenate([f.mean(axis=(2, 3)), f.max(axis=(2, 3))], axis=1)
+        q = np.maximum(questions @ self.question[0].T + self.question[1], 0)
+        h = np.maximum(np.concatenate([pooled, q, stats], axis=1) @ self.hidden[0].T + self.hidden[1], 0)
+        return h @ self.out[0].T + self.out[1]
+
+
+def read_learned(path: str | os.PathLike = DEFAULT_MODEL_DIR) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """Read a saved learned gate's config and weights (numpy arrays), checking the format."""
     folder = Path(path)
     cfg_path, w_path = folder / CONFIG_NAME, folder / WEIGHTS_NAME
     if not cfg_path.exists() or not w_path.exists():
@@ -220,13 +256,25 @@ def load_learned(path: str | os.PathLike = DEFAULT_MODEL_DIR) -> tuple[dict[str,
     for key in ("bins", "view_size", "question_dim", "temperature"):
         if key not in config:
             raise CheckpointError(f"{cfg_path} lacks {key!r}")
-    net = build_net(config)
+    return config, read_safetensors(w_path)
+
+
+def load_learned(path: str | os.PathLike = DEFAULT_MODEL_DIR) -> tuple[dict[str, Any], LearnedNet]:
+    """Read a saved learned gate: returns (config, its :class:`LearnedNet`)."""
+    config, state = read_learned(path)
     try:
-        net.load_state_dict(load_file(str(w_path)), strict=True)
-    except RuntimeError as exc:
-        raise CheckpointError(f"weights in {w_path} do not fit the config: {exc}") from None
-    net.eval()
-    return config, net
+        return config, LearnedNet(config, state)
+    except CheckpointError as exc:
+        raise CheckpointError(f"{Path(path) / WEIGHTS_NAME}: {exc}") from None
+
+
+def __getattr__(name: str) -> Any:
+    # The torch network and its writer live with the training code; kept importable from here.
+    if name in ("PageQuestionNet", "build_net", "save_learned", "load_torch_net"):
+        from ..training import learned_net
+
+        return getattr(learned_net, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class LearnedDefaultRouter(Router):
@@ -236,21 +284,13 @@ class LearnedDefaultRouter(Router):
     calibrated class probabilities over its bins (``softmax(logits / temperature + class_bias)``:
     the temperature is fitted on validation pages, the optional ``class_bias`` is the operating
     point chosen on them, a log-prior shift toward larger bins); the policy
-    (continuous by default) turns them into a long side. Runs on CPU in tens of ms per page,
-    most of it the text measurement.
-
-    ``num_threads`` (default 1): torch threads for the forward pass. The network is so small that
-    more threads only add contention (on the busy 2-core dev machine two threads made the forward
-    pass 40x slower); torch's setting is process-wide, so it is set for the call and restored.
-    None leaves torch's setting alone.
+    (continuous by default) turns them into a long side. Runs in numpy on CPU (no torch) in tens
+    of ms per page, most of it the text measurement.
     """
 
     name = "learned-default"
 
-    def __init__(self, path: str | os.PathLike | None = None, *, num_threads: int | None = 1,
-                 **options: Any) -> None:
-        if num_threads is not None and int(num_threads) < 1:
-            raise ValueError(f"num_threads must be a positive number of threads or None, got {num_threads}")
+    def __init__(self, path: str | os.PathLike | None = None, **options: Any) -> None:
         config, net = load_learned(path or DEFAULT_MODEL_DIR)
         bins = tuple(int(b) for b in config["bins"])
         self.config = config
@@ -262,23 +302,14 @@ class LearnedDefaultRouter(Router):
         bias = config.get("class_bias") or [0.0] * len(bins)
         if len(bias) != len(bins):
             raise CheckpointError(f"class_bias has {len(bias)} values for {len(bins)} bins")
-        self.class_bias = torch.tensor([float(b) for b in bias], dtype=torch.float32)
-        self.num_threads = None if num_threads is None else int(num_threads)
-        self._lock = threading.Lock()
+        self.class_bias = np.array([float(b) for b in bias], dtype=np.float32)
 
     def predict_proba(self, images: Sequence[Image.Image], questions: Sequence[str]) -> np.ndarray:
         """Calibrated class probabilities (n, len(bins)) for PIL pages and their questions."""
         views, qs, stats = encode_inputs(images, questions, self.config)
-        with self._lock, torch.inference_mode():
-            before = torch.get_num_threads()
-            if self.num_threads is not None and before != self.num_threads:
-                torch.set_num_threads(self.num_threads)
-            try:
-                logits = self.net(torch.from_numpy(views), torch.from_numpy(qs), torch.from_numpy(stats))
-            finally:
-                if torch.get_num_threads() != before:
-                    torch.set_num_threads(before)
-            return torch.softmax(logits.float() / self.temperature + self.class_bias, dim=-1).numpy()
+        z = self.net(views, qs, stats).astype(np.float32) / np.float32(self.temperature) + self.class_bias
+        z = np.exp(z - z.max(axis=1, keepdims=True))
+        return z / z.sum(axis=1, keepdims=True)
 
     def _check_policy(self, policy: ResolutionPolicy) -> None:
         bins = tuple(int(b) for b in self.config["bins"])

@@ -9,7 +9,7 @@ Steps (each resumable; rerunning with the same ``--out`` picks up where it stopp
    ``RESOLUTIONS`` -> ``OUT/labels.jsonl`` (resumable: finished ids are skipped).
 3. ``split``: pages (not questions) into train / validation / held-out test, seeded, so the
    held-out pages were never seen in training.
-4. ``train``: a :class:`cares_integrations.learned.PageQuestionNet` on the train pages, early
+4. ``train``: a :class:`cares_integrations.training.learned_net.PageQuestionNet` on the train pages, early
    stopping and temperature scaling on the validation pages (:func:`.train.fit_classifier`).
 5. ``evaluate``: the learned gate vs the text-scale default
    (:class:`cares_integrations.textscale.TextScaleRouter`), fixed sizes and the oracle on the
@@ -168,7 +168,8 @@ def train_learned(records: list[Any], dataset: Path, assign: dict[str, str], *, 
     import torch
     from PIL import Image
 
-    from ..routers.learned import build_net, page_stats, page_view, question_features
+    from ..routers.learned import page_stats, page_view, question_features
+    from .learned_net import build_net
     from .train import fit_classifier
 
     config = dict(config or model_config())
@@ -346,7 +347,8 @@ def run_recipe(out: str | os.PathLike, *, pages: int = 120, seed: int = 0, epoch
     """Run every step (see the module docstring); returns the report dict."""
     import torch
 
-    from ..routers.learned import LearnedDefaultRouter, save_learned
+    from ..routers.learned import LearnedDefaultRouter
+    from .learned_net import save_learned
     from ..routers.fixed import FixedRouter
     from ..routers.textscale import TextScaleRouter
     from .labeling import load_labels

@@ -6,12 +6,17 @@ small head that predicts class probabilities over the resolution bins.
 training code uses. See ``docs/gate.md``.
 """
 
-from .backbone import ProxyBackbone, find_text_model, truncate_text_layers
-from .cache import VisionCache, VisionEntry, image_key
-from .checkpoint import load_gate, read_gate, read_research_head, save_gate
-from .config import CONFIG_NAME, FORMAT_VERSION, HEAD_NAME, GateConfig
-from .head import GateHead
-from .router import CaresGateRouter
+from ...core.optional import require
+
+for _module in ("torch", "transformers", "safetensors", "huggingface_hub"):
+    require(_module, "gate", purpose="the CARES gate")
+
+from .backbone import ProxyBackbone, find_text_model, truncate_text_layers  # noqa: E402
+from .cache import VisionCache, VisionEntry, image_key  # noqa: E402
+from .checkpoint import load_gate, read_gate, read_research_head, save_gate  # noqa: E402
+from .config import CONFIG_NAME, FORMAT_VERSION, HEAD_NAME, GateConfig  # noqa: E402
+from .head import GateHead  # noqa: E402
+from .router import CaresGateRouter  # noqa: E402
 
 __all__ = [
     "CONFIG_NAME",
