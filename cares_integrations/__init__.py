@@ -22,12 +22,14 @@ from .core.policy import ResolutionPolicy
 from .core.resize import fit_long_side, resize, resize_image
 from .core.router import ROUTER_TARGET, Prediction, Router
 from .core.sources import LocalFilePolicy
+from .routers.calibrated import CalibratedRouter
 from .routers.fixed import FixedRouter
 from .routers.textscale import TextScaleRouter
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "CalibratedRouter",
     "CaresError",
     "CheckpointError",
     "DecodedImage",
@@ -57,6 +59,7 @@ __all__ = [
     "route_and_resize",
     "__version__",
     # imported lazily on first use (see __getattr__)
+    "calibrate",
     "CaresGateRouter",
     "GateConfig",
     "GateHead",
@@ -86,6 +89,10 @@ def __getattr__(name: str):
         from .routers.learned import LearnedDefaultRouter
 
         return LearnedDefaultRouter
+    if name == "calibrate":
+        from .training.calibrate import calibrate
+
+        return calibrate
     if name == "MicroBatcher":
         from .core.batching import MicroBatcher
 

@@ -13,6 +13,7 @@ _TRAINING_COMMANDS = {
     "label": "Label (image, question, answers) samples with a target model at each resolution.",
     "train": "Train (and calibrate) a gate head on labeled samples; saves a router folder.",
     "eval": "Evaluate a router on labeled samples: accuracy, calibration, tokens saved vs retention.",
+    "calibrate": "Fit a router's safety margin on labeled samples, with a retention guarantee.",
 }
 
 

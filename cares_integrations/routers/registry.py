@@ -16,6 +16,8 @@ def load_router(source: str | os.PathLike | Router | None = None, *, device: str
     - ``None`` or ``"default"``: the embedded default router (no download, no GPU).
     - ``"text-scale"``: the text-scale heuristic router (the default today); ``"learned-default"``:
       the small learned router shipped in the wheel; ``"fixed:768"``: always 768 px.
+    - a folder written by ``cares calibrate``: its base router with the fitted operating point
+      (:class:`~cares_integrations.routers.calibrated.CalibratedRouter`).
     - a local folder or a hub id: a CARES gate (proxy VLM + head) saved in our format, or a
       research-code state dict given ``base_model=...``.
     - a :class:`Router` instance is returned as is.
@@ -44,6 +46,10 @@ def load_router(source: str | os.PathLike | Router | None = None, *, device: str
         except ValueError:
             raise ValueError(f"fixed router needs a pixel size, e.g. 'fixed:768', got {source!r}") from None
         return FixedRouter(long_side, **options)
+    from .calibrated import is_calibration_dir, load_calibrated
+
+    if is_calibration_dir(source):
+        return load_calibrated(source, device=device, dtype=dtype, **options)
     from .gate import load_gate
 
     return load_gate(source, device=device, dtype=dtype, **options)

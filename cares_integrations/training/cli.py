@@ -288,24 +288,71 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- calibrate ----------------------------------------------------------------------------------
+
+
+def _calibrate_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "calibrate", formatter_class=argparse.RawDescriptionHelpFormatter,
+        help="Fit a router's safety margin on labeled samples, with a retention guarantee.",
+        description=(
+            "Pick an operating point (a scale on the router's long side and a floor, the fixed sizes\n"
+            "included) so that, with probability >= CONFIDENCE over the sample, the score kept on new\n"
+            "pages of the same collection is >= RETENTION of the score with pages sent as is, for the\n"
+            "reader or model the labels came from (Learn then Test, docs/calibration.md). Saves a\n"
+            "folder that 'load_router(DIR)' and '--router DIR' load; prints the guarantee, the savings\n"
+            "on the sample and the sample size needed.\n\n" + _FORMATS),
+    )
+    p.add_argument("--labels", required=True, help="labels JSONL written by 'cares label'")
+    p.add_argument("--router", default="default",
+                   help="base router: 'default', 'text-scale', 'learned-default', 'fixed:N' or a gate folder")
+    p.add_argument("--retention", type=float, required=True, help="retention to guarantee, e.g. 0.97")
+    p.add_argument("--confidence", type=float, default=0.9, help="probability of the guarantee (default: 0.9)")
+    p.add_argument("--out", required=True, help="folder to write the calibrated router to")
+    p.add_argument("--cost-target", default=None,
+                   help="token cost model savings are counted for, e.g. openai:gpt-4o (default: pixels)")
+    p.add_argument("--dataset", default=None,
+                   help="folder the labels' image paths are relative to (default: the labels file's folder)")
+    p.add_argument("--method", choices=("wsr", "hb"), default="wsr",
+                   help="p-values: wsr (betting, variance-adaptive; default) or hb (Hoeffding-Bentkus)")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+
+
+def _cmd_calibrate(args: argparse.Namespace) -> int:
+    from .calibrate import calibrate
+
+    if args.cost_target is not None:
+        from ..core.tokens import get_target
+
+        get_target(args.cost_target)  # fail before any work on an unknown name
+    _, report = calibrate(args.labels, args.router, retention=args.retention, confidence=args.confidence,
+                          cost_target=args.cost_target, dataset_dir=args.dataset, method=args.method,
+                          out_dir=args.out)
+    print(json.dumps(report.to_dict(), indent=2) if args.json else report.summary())
+    if not args.json:
+        print(f"wrote {Path(args.out) / 'calibration.json'}")
+    return 0
+
+
 # -- entry point --------------------------------------------------------------------------------
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The parser for ``cares label|train|eval``."""
+    """The parser for ``cares label|train|eval|calibrate``."""
     parser = argparse.ArgumentParser(prog="cares", description="Label, train and evaluate CARES routers.")
     sub = parser.add_subparsers(dest="command", required=True)
     _label_parser(sub)
     _train_parser(sub)
     _eval_parser(sub)
+    _calibrate_parser(sub)
     return parser
 
 
-_COMMANDS = {"label": _cmd_label, "train": _cmd_train, "eval": _cmd_eval}
+_COMMANDS = {"label": _cmd_label, "train": _cmd_train, "eval": _cmd_eval, "calibrate": _cmd_calibrate}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run ``cares label|train|eval``; ``argv`` starts with the subcommand name."""
+    """Run ``cares label|train|eval|calibrate``; ``argv`` starts with the subcommand name."""
     from ..core.errors import CaresError
 
     argv = list(sys.argv[1:] if argv is None else argv)

@@ -64,6 +64,7 @@ __all__ = [
     "page_sizes",
     "plot_reliability",
     "plot_savings",
+    "sent_cost",
     "threshold_sweep",
 ]
 
@@ -199,6 +200,21 @@ def _check(records: Sequence[LabelRecord], sizes: Sequence[tuple[int, int]]) -> 
     return res
 
 
+def sent_cost(width: int, height: int, long_side: int, model: Any = None, *, free_detail: bool = True) -> int:
+    """What a page of ``width`` x ``height`` costs when a router asks for ``long_side``: the
+    tokens ``model`` (a cost model, or None for pixels) charges for the size actually sent."""
+    from ..core.resize import fit_long_side
+    from ..core.sizing import send_size
+
+    if long_side >= max(width, height):  # the page as is
+        sw, sh = width, height
+    elif model is None:
+        sw, sh = fit_long_side(width, height, long_side)
+    else:
+        sw, sh = send_size(width, height, long_side, model, free_detail=free_detail)
+    return sw * sh if model is None else int(model.tokens(sw, sh))
+
+
 class _Costs:
     """Score credited and tokens charged per (sample, requested long side), memoised."""
 
@@ -215,16 +231,7 @@ class _Costs:
     def cost(self, w: int, h: int, long_side: int) -> int:
         key = (w, h, long_side)
         if key not in self._cost:
-            from ..core.resize import fit_long_side
-            from ..core.sizing import send_size
-
-            if long_side >= max(w, h):  # the page as is
-                sw, sh = w, h
-            elif self.model is None:
-                sw, sh = fit_long_side(w, h, long_side)
-            else:
-                sw, sh = send_size(w, h, long_side, self.model, free_detail=self.free_detail)
-            self._cost[key] = sw * sh if self.model is None else int(self.model.tokens(sw, sh))
+            self._cost[key] = sent_cost(w, h, long_side, self.model, free_detail=self.free_detail)
         return self._cost[key]
 
     def requested(self, i: int, long_side: float) -> int:
