@@ -16,7 +16,7 @@ from .core.errors import (
     RouterError,
     UnknownTargetError,
 )
-from .routers.registry import default_router, load_router
+from .routers.registry import default_router, list_routers, load_router, register_folder_format, register_router
 from .core.payload import DecodedImage, FetchPolicy, SourceKind, load_image
 from .core.policy import ResolutionPolicy
 from .core.resize import fit_long_side, resize, resize_image
@@ -53,7 +53,10 @@ __all__ = [
     "default_router",
     "fit_long_side",
     "load_image",
+    "list_routers",
     "load_router",
+    "register_folder_format",
+    "register_router",
     "resize",
     "resize_image",
     "route_and_resize",

@@ -538,3 +538,32 @@ def test_import_guard_names_the_extra(monkeypatch):
         monkeypatch.delitem(sys.modules, name)
     with pytest.raises(ImportError, match=r"cares-integrations\[llama-index\]"):
         importlib.import_module("cares_integrations.llama_index")
+
+
+# -- serialization: the router is part of the component's identity ------------------------------------
+def test_transformation_hash_changes_with_the_router():
+    from llama_index.core.ingestion.pipeline import get_transformation_hash
+
+    from cares_integrations import ResolutionPolicy
+    from cares_integrations.llama_index import CaresImageTransform
+
+    nodes = [ImageNode(image="aGVsbG8=", text="p1")]
+
+    def digest(**kwargs):
+        return get_transformation_hash(nodes, CaresImageTransform(query=QUESTION, **kwargs))
+
+    small, large = digest(router="fixed:384"), digest(router="fixed:1024")
+    assert small != large and small == digest(router="fixed:384")
+    assert digest(router="fixed:384", target=TARGET) != small
+    assert digest(router="fixed:384", policy=ResolutionPolicy(max_long_side=200)) != small
+    data = CaresImagePostprocessor(router="fixed:384").to_dict()
+    assert data["router_identity"]["source"] == "fixed:384" and data["router_identity"]["policy"]["bins"]
+
+
+def test_the_components_take_a_policy(page_png):
+    from cares_integrations import ResolutionPolicy
+
+    post = CaresImagePostprocessor(router=CountingRouter(800), policy=ResolutionPolicy(max_long_side=300))
+    [out] = post.postprocess_nodes([NodeWithScore(node=ImageNode(image=b64(page_png)), score=1.0)], query_str=QUESTION)
+    assert out.node.metadata["cares"]["long_side"] == 300
+    assert post.router.policy.max_long_side == 300

@@ -125,6 +125,8 @@ class Router(ABC):
         self.free_detail = free_detail
         self.max_pixels = max_pixels
         self.fetch = fetch
+        self.source: str | None = None
+        """The ``load_router`` source this router was built from (set by the registry), if any."""
         self.formats = None if formats is None else frozenset(f.upper() for f in formats)
         if target is not None:
             from .tokens import get_target
@@ -209,6 +211,26 @@ class Router(ABC):
         routed = copy.copy(self)
         routed.policy = policy
         return routed
+
+    def identity(self) -> dict[str, Any]:
+        """What decides this router's outputs, as plain JSON-friendly data: its name and class,
+        the ``load_router`` source, target and policy, plus what the router adds
+        (:meth:`_identity`). Serialized components include it, so caches keyed on their
+        serialized form change when the router does."""
+        cls = type(self)
+        return {
+            "router": self.name,
+            "class": f"{cls.__module__}.{cls.__qualname__}",
+            "source": self.source,
+            "target": self.target,
+            "policy": self.policy.model_dump(mode="json"),
+            "free_detail": self.free_detail,
+            **self._identity(),
+        }
+
+    def _identity(self) -> dict[str, Any]:
+        """Router-specific parts of :meth:`identity` (e.g. the weights it runs)."""
+        return {}
 
     def resolve_target(self, target: str | None = ROUTER_TARGET) -> str | None:
         """The target a call sizes for: ``target``, or the router's own for :data:`ROUTER_TARGET`."""

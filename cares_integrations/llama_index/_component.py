@@ -5,8 +5,10 @@ from __future__ import annotations
 from typing import Any, Literal, Optional
 
 from llama_index.core.bridge.pydantic import BaseModel, Field
+from pydantic import computed_field
 
 from ..routers.registry import load_router
+from ..core.policy import ResolutionPolicy
 from ..core.router import Router, target_or_router
 from ..core.sources import LocalFilePolicy
 from ._nodes import DEFAULT_METADATA_KEY
@@ -16,8 +18,16 @@ class CaresOptions(BaseModel):
     """Mixin of the pydantic fields every CARES LlamaIndex component takes.
 
     Mixed into LlamaIndex components (``BaseNodePostprocessor``, ``TransformComponent``); each sets
-    its router in a private attribute ``_router``.
+    its router in a private attribute ``_router`` through :meth:`_init_router`. The router's
+    identity (source, target, policy; :meth:`Router.identity`) is part of the serialized form
+    (``router_identity``), so LlamaIndex's ingestion cache sees a changed router as a new
+    transformation.
     """
+
+    policy: Optional[ResolutionPolicy] = Field(
+        default=None,
+        description="Resolution policy (bins, mode, clamps) used instead of the router's own; None keeps the router's.",
+    )
 
     target: Optional[str] = Field(
         default=None,
@@ -47,12 +57,19 @@ class CaresOptions(BaseModel):
             from ..core.tokens import get_target
 
             get_target(self.target)
-        self._router = router if isinstance(router, Router) else load_router(router)
+        loaded = router if isinstance(router, Router) else load_router(router)
+        self._router = loaded.with_policy(self.policy)
 
     @property
     def router(self) -> Router:
-        """The router that picks each image's size."""
+        """The router that picks each image's size (carrying ``policy`` when one is set)."""
         return self._router  # type: ignore[attr-defined]
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def router_identity(self) -> dict[str, Any]:
+        """The router's :meth:`~cares_integrations.Router.identity`, serialized with the component."""
+        return self.router.identity()
 
     def _target(self) -> Any:
         return target_or_router(self.target)

@@ -18,5 +18,8 @@ class FixedRouter(Router):
         self.fixed_long_side = int(long_side)
         self.name = f"fixed-{self.fixed_long_side}"
 
+    def _identity(self) -> dict[str, Any]:
+        return {"long_side": self.fixed_long_side}
+
     def _predict(self, images: list[DecodedImage], queries: list[str]) -> list[Prediction]:
         return [Prediction(long_side=self.fixed_long_side) for _ in images]

@@ -291,7 +291,8 @@ class LearnedDefaultRouter(Router):
     name = "learned-default"
 
     def __init__(self, path: str | os.PathLike | None = None, **options: Any) -> None:
-        config, net = load_learned(path or DEFAULT_MODEL_DIR)
+        self.path = Path(path or DEFAULT_MODEL_DIR)
+        config, net = load_learned(self.path)
         bins = tuple(int(b) for b in config["bins"])
         self.config = config
         policy = options.pop("policy", None) or ResolutionPolicy(bins=bins)
@@ -310,6 +311,10 @@ class LearnedDefaultRouter(Router):
         z = self.net(views, qs, stats).astype(np.float32) / np.float32(self.temperature) + self.class_bias
         z = np.exp(z - z.max(axis=1, keepdims=True))
         return z / z.sum(axis=1, keepdims=True)
+
+    def _identity(self) -> dict[str, Any]:
+        weights = (self.path / WEIGHTS_NAME).read_bytes()
+        return {"weights": str(self.path), "weights_crc32": zlib.crc32(weights), "temperature": self.temperature}
 
     def _check_policy(self, policy: ResolutionPolicy) -> None:
         bins = tuple(int(b) for b in self.config["bins"])

@@ -147,7 +147,8 @@ def _resolve_hub(repo_id: str, revision: str | None) -> tuple[str, Path]:
         raise CheckpointError(f"could not download gate {repo_id!r} from the hub: {exc}") from exc
 
 
-def load_gate(source: str | os.PathLike, *, device: Any = None, dtype: Any = None, **options: Any):
+def load_gate(source: str | os.PathLike, *, device: Any = None, dtype: Any = None, hub: bool = False,
+              **options: Any):
     """Load a :class:`CaresGateRouter` from a local folder/file or a hub id.
 
     ``source``: a folder (or hub repo) in our format (``cares_gate.json`` + ``head.safetensors``),
@@ -158,7 +159,8 @@ def load_gate(source: str | os.PathLike, *, device: Any = None, dtype: Any = Non
     ``base_model_revision``, ``revision`` (of the gate's hub repo), ``temperature``, ``cache_size``
     (vision cache entries, default 256), ``batch_size`` (forward-pass chunk, default 16),
     ``max_batch_size``/``max_wait_ms`` (async micro-batching), ``truncate`` (default True),
-    ``model_kwargs``/``processor_kwargs`` (passed to transformers). For research checkpoints only:
+    ``model_kwargs``/``processor_kwargs`` (passed to transformers). ``hub=True``: ``source`` is a
+    hub id, even where a local folder of that name exists. For research checkpoints only:
     ``feature_layers`` (default: the middle layer), ``pooling`` (default ``"mean"``),
     ``preprocessing`` (default ``"upstream"``, how they were trained) and ``bins``. Every other
     option goes to the router (``policy``, ``target``, ``free_detail``, ``max_pixels``, ``fetch``).
@@ -174,7 +176,7 @@ def load_gate(source: str | os.PathLike, *, device: Any = None, dtype: Any = Non
     router_batching = {k: options.pop(k) for k in ("max_batch_size", "max_wait_ms") if k in options}
     research_opts = {k: options.pop(k) for k in _RESEARCH_ONLY if k in options}
 
-    kind, where = _resolve(source, revision)
+    kind, where = _resolve_hub(str(source), revision) if hub else _resolve(source, revision)
     if kind == "ours":
         if research_opts:
             raise TypeError(

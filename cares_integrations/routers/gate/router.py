@@ -77,6 +77,9 @@ class CaresGateRouter(Router):
         ``max_batch_size``/``max_wait_ms``), run in a worker thread."""
         return await self.batcher.submit_many(list(zip(images, queries)))
 
+    def _identity(self) -> dict[str, Any]:
+        return {"config": self.config.model_dump(mode="json")}
+
     def _check_policy(self, policy: ResolutionPolicy) -> None:
         if len(policy.bins) != self.config.n_classes:
             raise ValueError(
