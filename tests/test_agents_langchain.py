@@ -144,3 +144,36 @@ async def test_page_tool_emits_the_resizer_event():
 
     tool.invoke(call_, config={"callbacks": [Handler()]})
     assert seen == [("cares_route", "total?")]
+
+
+def test_decisions_are_in_the_run_metadata():
+    from langchain_core.tracers.base import BaseTracer
+
+    class Keep(BaseTracer):
+        def __init__(self):
+            super().__init__()
+            self.runs = []
+
+        def _persist_run(self, run):
+            pass
+
+        def _end_trace(self, run):
+            self.runs.append(run)
+            super()._end_trace(run)
+
+    tracer = Keep()
+    model = ScriptedToolModel()
+    agent = create_agent(model, [], middleware=[CaresMiddleware(router=CountingRouter(free_detail=False),
+                                                                target="openai:gpt-4o")])
+    agent.invoke({"messages": [user()]}, {"callbacks": [tracer]})
+
+    def walk(run):
+        yield run
+        for child in run.child_runs:
+            yield from walk(child)
+
+    resizer_runs = {r.id: r for top in tracer.runs for r in walk(top) if r.name == "CaresImageResizer"}
+    found = [r.metadata["cares"] for r in resizer_runs.values() if "cares" in (r.metadata or {})]
+    assert len(found) == 1
+    assert found[0]["target"] == "openai:gpt-4o" and found[0]["n_resized"] == 1
+    assert found[0]["sizes"] == [{"from": list(ORIGINAL), "to": list(ROUTED)}]
