@@ -212,3 +212,4 @@ def test_calibrated_folder_round_trip_and_errors(tmp_path):
         load_router(tmp_path / "bad")
     with pytest.raises(ValueError, match="base_source"):
         CalibratedRouter(FixedRouter(768), scale=1, floor=0, grid=[384]).save(tmp_path / "x")
+

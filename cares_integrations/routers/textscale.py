@@ -44,7 +44,9 @@ DEFAULT_QUANTILE = 0.02
 DEFAULT_FLOOR = 384
 DEFAULT_PHOTO_LONG_SIDE = 1024
 DEFAULT_BLANK_LONG_SIDE = 384
+DEFAULT_TITLE_SCALE = 1.0
 _FINE_PRINT = re.compile(r"\b(foot\s?notes?|fine\s+print|small\s+print|disclaimers?|legal\s+notice)\b", re.I)
+_TITLE = re.compile(r"\b(title|heading|headline)\b", re.I)
 
 
 @dataclass(frozen=True)
@@ -188,6 +190,8 @@ class TextScaleRouter(Router):
     - ``photo_long_side``: long side for images that are not documents (no paper background).
     - ``blank_long_side``: long side for pages without text.
     - ``question_hints``: a question about footnotes / fine print sizes for the smallest text.
+    - ``title_scale``: with ``question_hints``, a question about the page's title or heading asks
+      for this fraction of the long side (titles are the page's largest text).
 
     Plus the options every :class:`~cares_integrations.router.Router` takes (``policy``,
     ``target``, ``free_detail``, ``max_pixels``, ``fetch``). Returns a direct long side.
@@ -198,7 +202,7 @@ class TextScaleRouter(Router):
     def __init__(self, *, min_text_px: float = DEFAULT_MIN_TEXT_PX, quantile: float = DEFAULT_QUANTILE,
                  working_size: int = DEFAULT_WORKING_SIZE, floor: int = DEFAULT_FLOOR,
                  photo_long_side: int = DEFAULT_PHOTO_LONG_SIDE, blank_long_side: int = DEFAULT_BLANK_LONG_SIDE,
-                 question_hints: bool = True, **options: Any) -> None:
+                 question_hints: bool = True, title_scale: float = DEFAULT_TITLE_SCALE, **options: Any) -> None:
         super().__init__(**options)
         if not min_text_px > 0:
             raise ValueError(f"min_text_px must be positive, got {min_text_px}")
@@ -216,6 +220,9 @@ class TextScaleRouter(Router):
         self.photo_long_side = int(photo_long_side)
         self.blank_long_side = int(blank_long_side)
         self.question_hints = bool(question_hints)
+        if not 0 < title_scale <= 1:
+            raise ValueError(f"title_scale must be in (0, 1], got {title_scale}")
+        self.title_scale = float(title_scale)
 
     def measure(self, image: Image.Image | DecodedImage) -> TextMeasure:
         """Measure one page's text (native pixels); what :meth:`long_side_for` works from."""
@@ -232,10 +239,13 @@ class TextScaleRouter(Router):
         if measure.kind == "photo":
             return float(min(self.photo_long_side, long_side))
         text_px = measure.small_px
+        factor = 1.0
         if self.question_hints and query and _FINE_PRINT.search(query):
             text_px = measure.min_px
+        elif self.question_hints and query and _TITLE.search(query):
+            factor = self.title_scale
         assert text_px is not None
-        wanted = long_side * self.min_text_px / max(text_px, 1e-6)
+        wanted = factor * long_side * self.min_text_px / max(text_px, 1e-6)
         return float(min(long_side, max(self.floor, wanted)))
 
     def _predict(self, images: list[DecodedImage], queries: list[str]) -> list[Prediction]:
