@@ -37,8 +37,11 @@ def policies(scorer: Scorer, records, sides_cache) -> dict[str, np.ndarray]:
     for r in FIXED:
         out[f"fixed-{r}"] = np.minimum(np.full(n, float(r)), scorer.native)
     for name in ROUTERS:
-        if name in sides_cache:
-            out[name] = np.array([sides_cache[name][sample_key(rec)] for rec in records])
+        missing = [rec.id for rec in records if sample_key(rec) not in sides_cache.get(name, {})]
+        if missing:
+            raise SystemExit(f"{name}: no cached long side for {len(missing)} questions (e.g. {missing[0]}); "
+                             "rerun with --pages CORPUS_BUILD_FOLDER")
+        out[name] = np.array([sides_cache[name][sample_key(rec)] for rec in records])
     out["oracle"] = scorer.oracle()
     return out
 
