@@ -133,8 +133,9 @@ def test_bad_inputs_are_named(conversation, page_png):
         resize_chat_messages([conversation[0], {"role": "user"}], router=CountingRouter(512))
     with pytest.raises(TypeError, match="single ChatMessage"):
         resize_chat_messages(conversation[0], router=CountingRouter(512))
-    with pytest.raises(ValueError, match="no user message with text"):
-        resize_chat_messages([ChatMessage(role="user", blocks=[ImageBlock(image=page_png)])], router=CountingRouter(512))
+    router = CountingRouter(512)  # no user text: routed for "" (as in LangChain), not an error
+    resize_chat_messages([ChatMessage(role="user", blocks=[ImageBlock(image=page_png)])], router=router)
+    assert router.batches == [(1, [""])]
     with pytest.raises(ValueError, match="scope"):
         resize_chat_messages(conversation, router=CountingRouter(512), scope="latest")
 

@@ -16,6 +16,7 @@ from typing import Any, Literal, Sequence
 
 from .decision import RouteDecision
 from .codec import encode_base64, make_data_url
+from .formats import output_format
 from .errors import CaresError, ImageDecodeError, ImageSkipped, RouterError, UnknownTargetError
 from .fetch import aprefetch
 from .payload import DecodedImage, ImageInput, load_image, mime_for_format
@@ -215,6 +216,7 @@ def route_and_resize(
     because strings inside framework objects are untrusted.
     """
     _check_on_error(on_error)
+    fmt = output_format(fmt)
     images = list(images)
     qs = _as_queries(queries, len(images))
     results, decoded, where = _decode_all(router, images, on_error, local_files)
@@ -238,6 +240,7 @@ async def aroute_and_resize(
     worker thread, and routing goes through :meth:`Router.aroute_batch` (which may gather
     concurrent callers into a batch)."""
     _check_on_error(on_error)
+    fmt = output_format(fmt)
     images = list(images)
     qs = _as_queries(queries, len(images))
     inputs = await aprefetch(images, router.fetch)

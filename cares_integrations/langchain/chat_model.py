@@ -22,6 +22,7 @@ from langchain_core.runnables import Runnable, RunnableBinding, RunnableConfig
 from langchain_core.tools import BaseTool
 from pydantic import ConfigDict, Field, PrivateAttr, SecretStr
 
+from ..core.formats import OutputFormat
 from ..core.conversation import DEFAULT_CACHE_SIZE
 from ..core.policy import ResolutionPolicy
 from ..core.router import Router
@@ -109,7 +110,7 @@ class CaresChatModel(BaseChatModel):
     question_getter: QuestionGetter | None = None
     """``(messages, message_index) -> question``; default: the latest human text."""
 
-    image_format: Literal["PNG", "JPEG", "WEBP"] | None = None
+    image_format: OutputFormat = None
     """Format resized images are written in; None keeps each image's own."""
 
     quality: int | None = Field(default=None, ge=1, le=100)

@@ -13,6 +13,7 @@ from langchain_core.callbacks import Callbacks
 from langchain_core.documents import BaseDocumentCompressor, BaseDocumentTransformer, Document
 from pydantic import ConfigDict, Field
 
+from ..core.formats import OutputFormat
 from ..core.apply import ImageResult, aroute_and_resize, route_and_resize
 from ..routers.registry import load_router
 from ..core.router import Router, target_or_router
@@ -58,7 +59,7 @@ class CaresDocumentTransformer(BaseDocumentCompressor, BaseDocumentTransformer):
     """A corrupt image raises :class:`~cares_integrations.ImageDecodeError`, or is kept as is with
     the error recorded under ``decision_key``."""
 
-    image_format: Literal["PNG", "JPEG", "WEBP"] | None = None
+    image_format: OutputFormat = None
     """Format resized images are written in; None keeps each image's own format."""
 
     quality: int = Field(default=90, ge=1, le=100)

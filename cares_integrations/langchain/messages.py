@@ -15,6 +15,7 @@ from typing import Any, Callable, Sequence
 from langchain_core.messages import BaseMessage, ChatMessage, HumanMessage
 
 from ..core.apply import ImageResult
+from ..core.question import latest_question as core_latest_question
 from .blocks import ImageBlockRef, read_image_block, write_image_block
 
 QuestionGetter = Callable[[Sequence[Any], int], str]
@@ -83,13 +84,9 @@ def is_human(message: Any) -> bool:
 
 
 def latest_question(messages: Sequence[Any]) -> str:
-    """The text of the latest human message that has any text, or ``""`` when there is none."""
-    for message in reversed(messages):
-        if is_human(message):
-            text = message_text(role_and_content(message)[1]).strip()
-            if text:
-                return text
-    return ""
+    """The text of the latest human message that has any text, or ``""`` when there is none
+    (the rule of :func:`cares_integrations.core.question.latest_question`)."""
+    return core_latest_question([(is_human(m), message_text(role_and_content(m)[1])) for m in messages])
 
 
 def default_question(messages: Sequence[Any], message_index: int) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Awaitable, Callable, Literal
 
+from ..core.formats import OutputFormat
 from ..core.optional import require
 
 require("langchain.agents", "agents", purpose="CaresMiddleware")
@@ -57,7 +58,7 @@ class CaresMiddleware(AgentMiddleware):
         policy: ResolutionPolicy | None = None,
         on_error: Literal["raise", "passthrough"] | None = None,
         question_getter: QuestionGetter | None = None,
-        image_format: Literal["PNG", "JPEG", "WEBP"] | None = None,
+        image_format: OutputFormat = None,
         quality: int | None = None,
         cache_size: int = DEFAULT_CACHE_SIZE,
         tool_images: ToolImages = "auto",

@@ -17,8 +17,9 @@ from langchain_core.messages import BaseMessage
 from langchain_core.prompt_values import ChatPromptValue, PromptValue
 from langchain_core.runnables import RunnableConfig, RunnableSerializable
 from langchain_core.tracers.base import BaseTracer
-from pydantic import ConfigDict, Field, field_validator
+from pydantic import ConfigDict, Field
 
+from ..core.formats import OutputFormat
 from ..core import errors
 from ..core.apply import ImageResult
 from ..core.conversation import DecisionCache, aroute_images, route_images, summarize
@@ -93,7 +94,7 @@ class CaresImageResizer(RunnableSerializable[LanguageModelInput, LanguageModelIn
     Default: the latest human text in the conversation (see
     :func:`cares_integrations.langchain.messages.default_question`)."""
 
-    image_format: Literal["PNG", "JPEG", "WEBP"] | None = None
+    image_format: OutputFormat = None
     """Format resized images are written in; None keeps each image's own format."""
 
     quality: int = Field(default=90, ge=1, le=100)
@@ -106,14 +107,6 @@ class CaresImageResizer(RunnableSerializable[LanguageModelInput, LanguageModelIn
     cache: DecisionCache | None = None
     """Decisions to reuse: an image already routed for the same question, target and policy is
     answered from it (agents resend every image on every turn). None routes every image."""
-
-    @field_validator("image_format", mode="before")
-    @classmethod
-    def _upper_format(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            value = value.upper()
-            return "JPEG" if value == "JPG" else value
-        return value
 
     # -- configuration helpers ----------------------------------------------------------------
     def _router(self) -> Router:

@@ -17,6 +17,7 @@ from langchain_core.tools import BaseTool, ToolException
 from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field
 
+from ..core.formats import OutputFormat
 from ..core.apply import ImageResult, aroute_and_resize, route_and_resize
 from ..core.conversation import summarize
 from ..core.errors import ImageDecodeError
@@ -90,7 +91,7 @@ class CaresToolWrapper(BaseTool):
     on_error: Literal["raise", "passthrough"] = "raise"
     """A corrupt image raises :class:`~cares_integrations.ImageDecodeError` or is passed on as is."""
 
-    image_format: Literal["PNG", "JPEG", "WEBP"] | None = None
+    image_format: OutputFormat = None
     """Format resized images are written in; None keeps each image's own format."""
 
     quality: int = Field(default=90, ge=1, le=100)
@@ -216,7 +217,7 @@ def wrap_tool(
     question_arg: str | None = None,
     question_getter: Callable[[dict[str, Any]], str] | None = None,
     on_error: Literal["raise", "passthrough"] = "raise",
-    image_format: Literal["PNG", "JPEG", "WEBP"] | None = None,
+    image_format: OutputFormat = None,
     quality: int = 90,
     local_files: LocalFilePolicy | None = None,
 ) -> BaseTool:
@@ -323,7 +324,7 @@ class CaresPageImageTool(BaseTool):
     image_block: Literal["standard", "image_url"] = "standard"
     """Block form of the returned image."""
 
-    image_format: Literal["PNG", "JPEG", "WEBP"] | None = None
+    image_format: OutputFormat = None
     """Format resized pages are written in; None keeps each page's own format."""
 
     quality: int = Field(default=90, ge=1, le=100)

@@ -8,6 +8,7 @@ from llama_index.core.bridge.pydantic import BaseModel, Field
 from pydantic import computed_field
 
 from ..routers.registry import load_router
+from ..core.formats import OutputFormat
 from ..core.policy import ResolutionPolicy
 from ..core.router import Router, target_or_router
 from ..core.sources import LocalFilePolicy
@@ -37,7 +38,7 @@ class CaresOptions(BaseModel):
         default="raise",
         description="Corrupt or missing image: 'raise' an ImageDecodeError, or 'passthrough' the node unchanged with the reason recorded.",
     )
-    image_format: Optional[str] = Field(
+    image_format: OutputFormat = Field(
         default=None, description="Format of resized images ('PNG', 'JPEG', 'WEBP'); None keeps each image's own."
     )
     quality: int = Field(default=90, ge=1, le=100, description="Quality for lossy formats (JPEG, WEBP).")

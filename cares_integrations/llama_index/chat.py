@@ -25,6 +25,8 @@ from ..core.apply import ImageResult, OnError, _check_on_error
 from ..core.conversation import DecisionCache, aroute_images, route_images
 from ..core.codec import decode_base64
 from ..core.errors import ImageDecodeError
+from ..core.question import latest_question as core_latest_question
+from ..core.question import latest_question_index
 from ..routers.registry import load_router
 from ..core.router import Router, target_or_router
 from ..core.sources import LocalFilePolicy
@@ -35,14 +37,16 @@ dispatcher = get_dispatcher(__name__)
 Scope = Literal["all", "turn"]
 
 
+def _turns(messages: Sequence[ChatMessage]) -> list[tuple[bool, str]]:
+    return [(msg.role == MessageRole.USER, "\n".join(b.text for b in msg.blocks if isinstance(b, TextBlock)))
+            for msg in messages]
+
+
 def latest_question(messages: Sequence[ChatMessage]) -> str:
-    """The text of the last user message that has any text: the question images are routed for."""
-    for msg in reversed(messages):
-        if msg.role == MessageRole.USER:
-            text = "\n".join(b.text for b in msg.blocks if isinstance(b, TextBlock) and b.text.strip())
-            if text:
-                return text
-    raise ValueError("no user message with text found in the chat messages; pass query= explicitly")
+    """The text of the last user message that has any text, or ``""`` when there is none: the
+    question images are routed for (the rule of
+    :func:`cares_integrations.core.question.latest_question`, as in the LangChain glue)."""
+    return core_latest_question(_turns(messages))
 
 
 def _check_messages(messages: Sequence[ChatMessage]) -> list[ChatMessage]:
@@ -60,11 +64,7 @@ def _first_in_scope(messages: list[ChatMessage], scope: str) -> int:
         return 0
     if scope != "turn":
         raise ValueError(f"scope must be 'all' or 'turn', got {scope!r}")
-    for i in range(len(messages) - 1, -1, -1):
-        msg = messages[i]
-        if msg.role == MessageRole.USER and any(isinstance(b, TextBlock) and b.text.strip() for b in msg.blocks):
-            return i
-    return 0
+    return latest_question_index(_turns(messages)) or 0
 
 
 def _nested(block: BaseContentBlock) -> Optional[str]:
