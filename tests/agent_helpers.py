@@ -6,28 +6,26 @@ from __future__ import annotations
 import json
 from typing import Any, Iterator
 
-from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from pydantic import Field
 
 from cares_integrations.langchain.messages import find_images, role_and_content
-from langchain_helpers import decode
+from langchain_helpers import RecordingChatModel, decode
 
 
-class ScriptedToolModel(BaseChatModel):
-    """Answers with the next scripted AIMessage (tool calls or text) and records every request.
-
-    Streaming yields one chunk per reply with its tool-call chunks, as real clients do."""
+class ScriptedToolModel(RecordingChatModel):
+    """The tests' recording chat model, answering with the next scripted AIMessage (tool calls or
+    text). Streaming yields one chunk per reply with its tool-call chunks, as real clients do."""
 
     script: list[AIMessage] = Field(default_factory=list)
-    received: list[list[BaseMessage]] = Field(default_factory=list)
     bound_tools: list[Any] = Field(default_factory=list)
     model_name: str = "gpt-4o"
 
     def _next(self, messages: list[BaseMessage]) -> AIMessage:
-        self.received.append(list(messages))
-        turn = len(self.received) - 1
+        with self._lock:
+            self.received.append(list(messages))
+            turn = len(self.received) - 1
         return self.script[turn] if turn < len(self.script) else AIMessage(content="done", id=f"ai_{turn + 1}")
 
     def _generate(self, messages, stop=None, run_manager=None, **kwargs):

@@ -3,57 +3,47 @@
 It speaks just enough of OpenAI chat completions (plain and streamed), the OpenAI Responses API
 and Anthropic messages for the real client packages to parse its replies. Replies are scripted:
 each request takes the next one (``{"tool": name, "args": {...}}`` for a tool call, or a text);
-when the script runs out it answers ``"done"``. Only 127.0.0.1; the server thread is a daemon
-and ``close()`` stops it.
+when the script runs out it answers ``"done"``. Only 127.0.0.1; ``close()`` stops it.
 """
 
 from __future__ import annotations
 
 import json
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from helpers import Loopback, Reply, Request
 
 
 class RecordingServer:
-    """Start with ``RecordingServer(script)``; ``url`` is its base URL, ``requests`` the JSON bodies."""
+    """Start with ``RecordingServer(script)``; ``url`` is its base URL, ``requests`` the JSON
+    bodies and ``paths`` their paths. Built on the tests' one loopback server (``helpers.Loopback``)."""
+
+    PATHS = ("/v1/chat/completions", "/v1/responses", "/v1/messages")
 
     def __init__(self, script: list[Any] | None = None) -> None:
         self.requests: list[dict[str, Any]] = []
         self.paths: list[str] = []
         self.script = list(script or [])
         self._lock = threading.Lock()
-        server = self
+        self._server = Loopback({path: self._answer for path in self.PATHS}).start()
+        self.url = self._server.url("")
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: Any) -> None:  # keep test output clean
-                pass
-
-            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
-                body = json.loads(self.rfile.read(int(self.headers.get("content-length", 0))) or b"{}")
-                with server._lock:
-                    server.requests.append(body)
-                    server.paths.append(self.path)
-                    reply = server.script.pop(0) if server.script else "done"
-                    n = len(server.requests)
-                if self.path.endswith("/chat/completions"):
-                    server._chat(self, body, reply, n)
-                elif self.path.endswith("/responses"):
-                    server._json(self, server._responses(reply, n))
-                elif self.path.endswith("/messages"):
-                    server._json(self, server._anthropic(reply, n))
-                else:
-                    self.send_error(404)
-
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}"
-        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
-        self._thread.start()
+    def _answer(self, request: Request) -> Reply:
+        body = json.loads(request.body or b"{}")
+        with self._lock:
+            self.requests.append(body)
+            self.paths.append(request.path)
+            reply = self.script.pop(0) if self.script else "done"
+            n = len(self.requests)
+        if request.path.endswith("/chat/completions"):
+            return self._chat(body, reply, n)
+        payload = self._responses(reply, n) if request.path.endswith("/responses") else self._anthropic(reply, n)
+        return self._json(payload)
 
     def close(self) -> None:
         """Stop serving."""
-        self._httpd.shutdown()
-        self._httpd.server_close()
+        self._server.stop()
 
     def __enter__(self) -> "RecordingServer":
         return self
@@ -63,13 +53,8 @@ class RecordingServer:
 
     # -- replies --------------------------------------------------------------------------------
     @staticmethod
-    def _json(handler: BaseHTTPRequestHandler, payload: dict[str, Any]) -> None:
-        data = json.dumps(payload).encode()
-        handler.send_response(200)
-        handler.send_header("content-type", "application/json")
-        handler.send_header("content-length", str(len(data)))
-        handler.end_headers()
-        handler.wfile.write(data)
+    def _json(payload: dict[str, Any]) -> Reply:
+        return Reply(json.dumps(payload).encode(), headers={"Content-Type": "application/json"})
 
     @staticmethod
     def _chat_message(reply: Any, n: int) -> dict[str, Any]:
@@ -79,33 +64,26 @@ class RecordingServer:
                 "function": {"name": reply["tool"], "arguments": json.dumps(reply["args"])}}]}
         return {"role": "assistant", "content": str(reply)}
 
-    def _chat(self, handler: BaseHTTPRequestHandler, body: dict[str, Any], reply: Any, n: int) -> None:
+    def _chat(self, body: dict[str, Any], reply: Any, n: int) -> Reply:
         message = self._chat_message(reply, n)
         finish = "tool_calls" if "tool_calls" in message else "stop"
         usage = {"prompt_tokens": 10, "completion_tokens": 2, "total_tokens": 12}
+        model = body.get("model", "gpt-4o")
         if not body.get("stream"):
-            self._json(handler, {"id": f"chatcmpl-{n}", "object": "chat.completion", "created": 0,
-                                 "model": body.get("model", "gpt-4o"), "usage": usage,
-                                 "choices": [{"index": 0, "message": message, "finish_reason": finish}]})
-            return
+            return self._json({"id": f"chatcmpl-{n}", "object": "chat.completion", "created": 0, "model": model,
+                               "usage": usage,
+                               "choices": [{"index": 0, "message": message, "finish_reason": finish}]})
         delta: dict[str, Any] = {"role": "assistant"}
         if "tool_calls" in message:
             delta["tool_calls"] = [{"index": 0, **message["tool_calls"][0]}]
         else:
             delta["content"] = message["content"]
-        chunks = [
-            {"index": 0, "delta": delta, "finish_reason": None},
-            {"index": 0, "delta": {}, "finish_reason": finish},
-        ]
-        handler.send_response(200)
-        handler.send_header("content-type", "text/event-stream")
-        handler.end_headers()
-        for choice in chunks:
-            event = {"id": f"chatcmpl-{n}", "object": "chat.completion.chunk", "created": 0,
-                     "model": body.get("model", "gpt-4o"), "choices": [choice]}
-            handler.wfile.write(f"data: {json.dumps(event)}\n\n".encode())
-        handler.wfile.write(b"data: [DONE]\n\n")
-        handler.wfile.flush()
+        events = [{"id": f"chatcmpl-{n}", "object": "chat.completion.chunk", "created": 0, "model": model,
+                   "choices": [choice]}
+                  for choice in ({"index": 0, "delta": delta, "finish_reason": None},
+                                 {"index": 0, "delta": {}, "finish_reason": finish})]
+        stream = "".join(f"data: {json.dumps(e)}\n\n" for e in events) + "data: [DONE]\n\n"
+        return Reply(stream.encode(), headers={"Content-Type": "text/event-stream"})
 
     @staticmethod
     def _responses(reply: Any, n: int) -> dict[str, Any]:
