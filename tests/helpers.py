@@ -10,6 +10,7 @@ from __future__ import annotations
 import http.server
 import io
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -68,6 +69,8 @@ class Reply:
     body: bytes = b""
     status: int = 200
     headers: Mapping[str, str] = field(default_factory=lambda: {"Content-Type": "image/png"})
+    drip_s: float = 0.0
+    """Seconds between the body's bytes, written one at a time (a slow-drip server); 0: all at once."""
 
 
 @dataclass(frozen=True)
@@ -113,8 +116,18 @@ class Loopback:
                     self.send_header(key, value)
                 self.send_header("Content-Length", str(len(reply.body)))
                 self.end_headers()
-                if self.command != "HEAD":
+                if self.command == "HEAD":
+                    return
+                if not reply.drip_s:
                     self.wfile.write(reply.body)
+                    return
+                for i in range(len(reply.body)):  # bounded by the body's length
+                    try:
+                        self.wfile.write(reply.body[i:i + 1])
+                        self.wfile.flush()
+                    except OSError:  # the client gave up
+                        return
+                    time.sleep(reply.drip_s)
 
             do_GET = do_POST = do_HEAD = do_PUT = _serve  # noqa: N815
 

@@ -215,6 +215,9 @@ def _get(url: str, policy: FetchPolicy, deadline: _Deadline) -> tuple[int, str |
             raise ImageDecodeError(f"remote image is {int(length)} bytes, over the {policy.max_bytes}-byte limit")
         body = read_capped(response.read1, policy.max_bytes, "remote image",
                            before_each=lambda: sock.settimeout(deadline.remaining()))
+        deadline.remaining()  # the deadline may have cut the body short
+        if length is not None and length.isdigit() and len(body) != int(length):
+            raise ImageDecodeError(f"remote image ended after {len(body)} of {int(length)} bytes")
         return response.status, None, body
     finally:
         conn.close()

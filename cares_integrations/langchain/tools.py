@@ -22,7 +22,7 @@ from ..core.apply import ImageResult, aroute_and_resize, route_and_resize
 from ..core.conversation import summarize
 from ..core.errors import ImageDecodeError
 from ..routers.registry import load_router
-from ..core.codec import encode_base64, is_data_url, looks_like_base64_image
+from ..core.codec import encode_base64, is_data_url, looks_like_base64_image, make_data_url
 from ..core.fetch import is_remote_url
 from ..core.payload import encode_image
 from ..core.router import Router, target_or_router
@@ -379,7 +379,7 @@ class CaresPageImageTool(BaseTool):
             text = f"Page {page} ({result.skipped_reason})"
         inline = _inline(result)
         if self.image_block == "image_url":
-            url = f"data:{inline[0]};base64,{inline[1]}" if inline else result.output
+            url = make_data_url(inline[1], inline[0]) if inline else result.output
             block: dict[str, Any] = {"type": "image_url", "image_url": {"url": url}}
         elif inline:
             block = {"type": "image", "base64": inline[1], "mime_type": inline[0]}
