@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -24,7 +25,8 @@ from cares_integrations.training.evaluate import sent_cost  # noqa: E402
 from cares_integrations.training.labeling import LabelRecord  # noqa: E402
 
 CORPUS = ROOT / "benchmarks" / "corpus"
-LABELS_DIR = CORPUS / "labels"
+LABELS_DIR = Path(os.environ.get("CARES_CORPUS_LABELS", CORPUS / "labels"))
+"""The corpus's label files (``CARES_CORPUS_LABELS`` points elsewhere, e.g. a fresh export)."""
 ROUTER_SIDES = CORPUS / "router_long_sides.jsonl.gz"
 COST_MODELS = {"pixels": None, "openai-tile": "openai:gpt-4o", "claude": "anthropic:claude-sonnet-4",
                "gemini": "gemini-2.5-flash", "qwen-patch": "qwen2.5-vl"}
@@ -36,8 +38,9 @@ def _open(path: Path):
     return gzip.open(path, "rt", encoding="utf-8") if path.suffix == ".gz" else open(path, encoding="utf-8")
 
 
-def load_reader_labels(labels_dir: Path = LABELS_DIR) -> dict[str, list[LabelRecord]]:
+def load_reader_labels(labels_dir: Path | None = None) -> dict[str, list[LabelRecord]]:
     """Every reader's label records: {reader file stem: records}."""
+    labels_dir = LABELS_DIR if labels_dir is None else labels_dir
     out = {}
     for path in sorted(labels_dir.glob("*.jsonl*")):
         with _open(path) as fh:

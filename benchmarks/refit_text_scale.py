@@ -6,7 +6,8 @@ Each page is measured once (``TextScaleRouter.measure``; cached in
 ``benchmarks/corpus/page_measures.jsonl.gz``, so a rerun needs no pages), then every setting of
 ``min_text_px`` x ``floor`` x ``title_scale`` is scored exactly (the router's own
 ``long_side_for``) on the train split; the cheapest setting that keeps ``--retention`` on train
-is reported with its validation numbers, and the test split is never read. The default is fitted
+and not dominated by a fixed size (keeps at least as much and saves at least as much) under any
+reader on train is reported with its validation numbers, and the test split is never read. The default is fitted
 to the neural reader (PP-OCR stands in for VLM-class readers); the Tesseract columns show what
 the same setting does for a weaker reader.
 """
@@ -35,7 +36,8 @@ def page_measures(images, pages_dir: Path | None) -> dict[str, TextMeasure]:
     if MEASURES.exists():
         for line in gzip.open(MEASURES, "rt", encoding="utf-8"):
             row = json.loads(line)
-            cache[row.pop("image")] = TextMeasure(**row)
+            image = row.pop("image")
+            cache[image] = TextMeasure(**row)
     missing = sorted(set(images) - set(cache))
     if missing:
         if pages_dir is None:
@@ -79,17 +81,26 @@ def main(argv=None) -> int:
              for reader, recs in labels.items()}
     images = {r.image for recs in labels.values() for r in recs if r.extra.get("split") != "test"}
     measures = page_measures(images, args.pages)
+    from _quality import FIXED
+
+    train = {reader: split[reader]["train"] for reader in split}
+    fixed = {reader: [score(recs, np.minimum(float(f), Scorer(recs).native)) for f in FIXED]
+             for reader, recs in train.items()}
     rows = []
-    for mtp, floor, title in product(np.round(np.arange(2.5, 7.01, 0.25), 2), (256, 384, 448, 512, 640),
+    for mtp, floor, title in product(np.round(np.arange(1.5, 7.01, 0.25), 2), (256, 384, 448, 512, 640, 768),
                                      (0.5, 0.6, 0.7, 0.8, 1.0)):
         c = dict(min_text_px=float(mtp), floor=int(floor), title_scale=float(title))
-        train = split[args.reader]["train"]
-        kept, saved = score(train, sides_for(train, measures, **c))
-        rows.append((kept, saved, c))
-    ok = [r for r in rows if r[0] >= args.retention]
+        per = {reader: score(recs, sides_for(recs, measures, **c)) for reader, recs in train.items()}
+        dominated = any(fk >= per[reader][0] and fs >= per[reader][1] for reader in per for fk, fs in fixed[reader])
+        rows.append((per[args.reader][0], per[args.reader][1], c, dominated))
+    ok = [r for r in rows if r[0] >= args.retention and not r[3]]
+    if not ok:
+        print(f"no setting keeps {args.retention} on train undominated under every reader; "
+              "dropping the domination rule")
+        ok = [r for r in rows if r[0] >= args.retention]
     if not ok:
         raise SystemExit(f"no setting keeps {args.retention} on train")
-    kept, saved, best = max(ok, key=lambda r: r[1])
+    kept, saved, best, _ = max(ok, key=lambda r: r[1])
     print(f"chosen on {args.reader} train (kept >= {args.retention}, most {COST} saved): {best}")
     for reader in split:
         for k in ("train", "validation"):
