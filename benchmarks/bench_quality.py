@@ -110,6 +110,34 @@ def print_reader(reader: str, res: dict) -> None:
             print(f"{name:<16} " + " ".join(f"{row[g][k]['kept']:>7.3f}/{row[g][k]['saved']:>6.1%}" for k in keys))
 
 
+def markdown(results: dict, split: str) -> str:
+    """The tables as markdown (what docs/quality.md shows)."""
+    out = []
+    for reader, res in results.items():
+        pol = res["policies"]
+        out.append(f"### {reader}: {res['n']} questions on {res['documents']} documents ({split} split), "
+                   f"native accuracy {res['native_accuracy']:.3f}\n")
+        out.append("| policy | kept (95% CI, docs) | " + " | ".join(f"{c} saved" for c in COST_MODELS) + " | mean px |")
+        out.append("|---|---|" + "---|" * len(COST_MODELS) + "---|")
+        for name, row in pol.items():
+            ci = row.get("kept_ci")
+            flag = f" (dominated by {', '.join(x[6:] for x in row['dominated_by'])})" if row.get("dominated_by") else ""
+            out.append(f"| {name}{flag} | {row['kept']:.3f} [{ci[0]:.3f}, {ci[1]:.3f}] | "
+                       + " | ".join(f"{row[c]['saved']:.1%}" for c in COST_MODELS) + f" | {row['mean_long_side']:.0f} |")
+        for g in ("doc_kind", "kind"):
+            keys = list(pol["native"][g])
+            out.append(f"\nBy {'document kind' if g == 'doc_kind' else 'question kind'} (kept / {MAIN_COST} saved):\n")
+            out.append("| policy | " + " | ".join(f"{k} ({pol['native'][g][k]['n']})" for k in keys) + " |")
+            out.append("|---|" + "---|" * len(keys))
+            for name, row in pol.items():
+                if name == "native":
+                    continue
+                out.append(f"| {name} | " + " | ".join(f"{row[g][k]['kept']:.2f} / {row[g][k]['saved']:.0%}"
+                                                     for k in keys) + " |")
+        out.append("")
+    return "\n".join(out)
+
+
 def plot(results: dict, path: Path) -> None:
     """Savings (main cost) against accuracy kept, one panel per reader."""
     import matplotlib
@@ -149,6 +177,7 @@ def main(argv=None) -> int:
     ap.add_argument("--plot", type=Path, default=None)
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--bootstrap", type=int, default=500)
+    ap.add_argument("--markdown", type=Path, default=None, help="also write the tables as markdown")
     args = ap.parse_args(argv)
     labels = load_reader_labels(*([args.labels_dir] if args.labels_dir else []))
     cache = load_router_sides()
@@ -165,6 +194,9 @@ def main(argv=None) -> int:
     if args.plot:
         plot(results, args.plot)
         print(f"\nwrote {args.plot}")
+    if args.markdown:
+        args.markdown.write_text(markdown(results, args.split))
+        print(f"wrote {args.markdown}")
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
         print(f"wrote {args.json}")
