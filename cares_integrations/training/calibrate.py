@@ -174,26 +174,17 @@ def _record_size(rec: LabelRecord) -> tuple[int, int] | None:
     return None
 
 
-def _page_path(rec: LabelRecord, dataset_dir: Path | None) -> Path:
-    path = Path(rec.image)
-    if not path.is_absolute() and dataset_dir is not None:
-        path = dataset_dir / path
-    if not path.is_file():
-        raise FileNotFoundError(f"label {rec.id!r}: page image {str(path)!r} not found (pass the dataset folder "
-                                "the labels' image paths are relative to)")
-    return path
-
-
 def _base_long_sides(router: Any, records: Sequence[LabelRecord], dataset_dir: Path | None,
                      batch_size: int) -> tuple[list[float], list[tuple[int, int]]]:
     from ..core.payload import load_image
     from ..routers.calibrated import base_long_side
+    from .evaluate import label_page_path
 
     sides: list[float] = []
     sizes: list[tuple[int, int]] = []
     for start in range(0, len(records), batch_size):
         chunk = records[start:start + batch_size]
-        decoded = [load_image(_page_path(r, dataset_dir), max_pixels=router.max_pixels) for r in chunk]
+        decoded = [load_image(label_page_path(r, dataset_dir), max_pixels=router.max_pixels) for r in chunk]
         predictions = router._checked(router._predict(decoded, [r.question for r in chunk]), decoded)
         sides.extend(base_long_side(router, d, p) for d, p in zip(decoded, predictions))
         sizes.extend(tuple(d.size) for d in decoded)

@@ -167,6 +167,18 @@ class PolicyResult:
         return asdict(self)
 
 
+def label_page_path(rec: LabelRecord, dataset_dir: str | os.PathLike | None) -> Path:
+    """The page image of a label record (its ``image``, relative to ``dataset_dir``); a clear
+    FileNotFoundError when it is missing."""
+    path = Path(rec.image)
+    if not path.is_absolute() and dataset_dir is not None:
+        path = Path(dataset_dir) / path
+    if not path.is_file():
+        raise FileNotFoundError(f"label {rec.id!r}: page image {str(path)!r} not found "
+                                "(pass the dataset folder the labels' image paths are relative to)")
+    return path
+
+
 def page_sizes(records: Sequence[LabelRecord], dataset_dir: str | os.PathLike | None) -> list[tuple[int, int]]:
     """The (width, height) of every record's page, EXIF orientation applied, read from headers."""
     from PIL import Image
@@ -174,13 +186,7 @@ def page_sizes(records: Sequence[LabelRecord], dataset_dir: str | os.PathLike | 
     base = Path(dataset_dir) if dataset_dir is not None else None
     sizes = []
     for rec in records:
-        path = Path(rec.image)
-        if not path.is_absolute() and base is not None:
-            path = base / path
-        if not path.is_file():
-            raise FileNotFoundError(f"label {rec.id!r}: page image {str(path)!r} not found "
-                                    "(pass the dataset folder the labels' image paths are relative to)")
-        with Image.open(path) as img:
+        with Image.open(label_page_path(rec, base)) as img:
             w, h = img.size
             orientation = img.getexif().get(0x0112, 1)
         sizes.append((h, w) if orientation in (5, 6, 7, 8) else (w, h))
