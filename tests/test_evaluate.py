@@ -154,9 +154,9 @@ def test_evaluate_fixed_router(labels_file):
     assert report.classifier is None  # no probabilities
     # GPT-4o: 850x1100 and 593x768 are both 2x2 tiles (765 tokens): 768 px saves nothing ...
     assert report.router.tokens_saved == 0.0 and report.router.native_tokens == 4 * 765
-    # ... while 297x384 is one tile (255 tokens)
+    # ... while 297x384 fits the 512-px low-detail box (85 tokens with detail=low)
     small = evaluate_router(FixedRouter(384), labels_file, target="openai:gpt-4o")
-    assert small.router.tokens == 4 * 255 and small.router.tokens_saved == pytest.approx(2 / 3)
+    assert small.router.tokens == 4 * 85 and small.router.tokens_saved == pytest.approx(8 / 9)
     assert small.router.mean_score == pytest.approx(0.5)
 
 

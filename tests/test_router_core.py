@@ -146,8 +146,10 @@ def test_unknown_target_fails_early():
     pytest.importorskip("cares_integrations.core.tokens")
     from cares_integrations import UnknownTargetError
 
-    with pytest.raises(UnknownTargetError, match="openai:gpt-4o"):
+    with pytest.raises(UnknownTargetError, match="list_targets"):
         FixedRouter(768, target="no-such-model")
+    with pytest.raises(UnknownTargetError, match="did you mean 'openai:gpt-4o'"):
+        FixedRouter(768, target="openai:gpt4o")
 
 
 def test_fixed_router_and_load_router_fixed(page_png):

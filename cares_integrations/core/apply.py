@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Sequence
 
 from .decision import RouteDecision
+from .budget import guard
 from .codec import encode_base64, make_data_url
 from .formats import output_format
 from .errors import CaresError, ImageDecodeError, ImageSkipped, RouterError, UnknownTargetError
@@ -130,9 +131,10 @@ def _one_by_one(route: Any, decoded: list[DecodedImage], queries: list[str], tar
                 on_error: OnError) -> list[Any]:
     """Route each image alone after a batch failed: a decision, or the error for that image."""
     out: list[Any] = []
-    for d, q in zip(decoded, queries):
+    targets = target if isinstance(target, (list, tuple)) else [target] * len(decoded)
+    for d, q, t in zip(decoded, queries, targets):
         try:
-            out.append(route([d], [q], target=target)[0])
+            out.append(route([d], [q], target=t)[0])
         except Exception as exc:  # noqa: BLE001 - any router failure fails this image alone
             if on_error == "raise":
                 raise _as_router_error(exc) from exc
@@ -186,6 +188,7 @@ def _resize_all(
                 raise ImageDecodeError(f"could not resize or encode the image: {type(exc).__name__}: {exc}") from exc
             results[i] = _failed(images[i], exc)
             continue
+        out, data, decision = guard(d, decision, out, data, fmt=fmt, quality=quality)  # never bigger; limits
         mime = None if data is None else mime_for_format(d.output_format(fmt) if out is not d.original else d.format)
         results[i] = ImageResult(original=images[i], output=out, decision=decision, mime_type=mime,
                                  notes=list(d.notes), data=data)

@@ -105,13 +105,13 @@ class DecisionCache:
 
 def _lookup(router: Router, images: list[Any], queries: list[str], target: Any, cache: DecisionCache | None,
             fmt: str | None, quality: int) -> tuple[list[ImageResult | None], list[Hashable | None], list[int]]:
-    resolved = router.resolve_target(target)
+    per_image = target if isinstance(target, (list, tuple)) else [target] * len(images)  # one, or one per image
     results: list[ImageResult | None] = [None] * len(images)
     keys: list[Hashable | None] = [None] * len(images)
     todo: list[int] = []
     for i, (image, question) in enumerate(zip(images, queries)):
         if cache is not None:
-            keys[i] = cache.key(router, image, question, resolved, fmt, quality)
+            keys[i] = cache.key(router, image, question, router.resolve_target(per_image[i]), fmt, quality)
             hit = cache.get(keys[i])
             if hit is not None:
                 # Same content, so the cached output stands for this object; it is the original
@@ -121,6 +121,11 @@ def _lookup(router: Router, images: list[Any], queries: list[str], target: Any, 
                 continue
         todo.append(i)
     return results, keys, todo
+
+
+def _pick(target: Any, todo: list[int]) -> Any:
+    """The target(s) for the images still to route: one for all, or the per-image ones picked."""
+    return [target[i] for i in todo] if isinstance(target, (list, tuple)) else target
 
 
 def _store(results: list[ImageResult | None], keys: list[Hashable | None], todo: list[int],
@@ -149,7 +154,7 @@ def route_images(
     images = list(images)
     qs = _as_queries(queries, len(images))
     results, keys, todo = _lookup(router, images, qs, target, cache, fmt, quality)
-    routed = route_and_resize(router, [images[i] for i in todo], [qs[i] for i in todo], target=target,
+    routed = route_and_resize(router, [images[i] for i in todo], [qs[i] for i in todo], target=_pick(target, todo),
                               on_error=on_error, fmt=fmt, quality=quality, local_files=local_files) if todo else []
     return _store(results, keys, todo, routed, cache)
 
@@ -170,7 +175,8 @@ async def aroute_images(
     images = list(images)
     qs = _as_queries(queries, len(images))
     results, keys, todo = _lookup(router, images, qs, target, cache, fmt, quality)
-    routed = await aroute_and_resize(router, [images[i] for i in todo], [qs[i] for i in todo], target=target,
+    routed = await aroute_and_resize(router, [images[i] for i in todo], [qs[i] for i in todo],
+                                     target=_pick(target, todo),
                                      on_error=on_error, fmt=fmt, quality=quality, local_files=local_files) if todo else []
     return _store(results, keys, todo, routed, cache)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -31,6 +31,23 @@ class RouteDecision(BaseModel):
     )
     raw_long_side: float | None = Field(default=None, description="The policy's long side before rounding and clamps.")
     notes: list[str] = Field(default_factory=list, description="What was done to read the image (frames, EXIF, mode).")
+    step: str | None = Field(default=None, description="The target's cost step the image lands in ('detail=low', "
+                             "'detail=high, 2 tiles', 'media_resolution=MEDIA_RESOLUTION_LOW', 'max_num=4, 2x2 tiles').")
+    request_knobs: dict[str, Any] = Field(
+        default_factory=dict, description="Provider request fields written into the image block ('detail', 'media_resolution')."
+    )
+    processor_kwargs: dict[str, Any] = Field(
+        default_factory=dict, description="Local processor arguments that realise the decision ('max_num', "
+        "'longest_edge', 'min_pixels'/'max_pixels'); see cares_integrations.processors."
+    )
+    cannot_save: str | None = Field(
+        default=None, description="Why routing saves nothing on this target, when it does not."
+    )
+    bytes_before: int | None = Field(default=None, description="Encoded bytes of the image as received.")
+    bytes_after: int | None = Field(default=None, description="Encoded bytes of the image as sent.")
+    payload: str | None = Field(
+        default=None, description="What was sent: 'resized', 'original' (untouched), or why it was re-encoded."
+    )
 
     @property
     def resized(self) -> bool:
@@ -51,4 +68,8 @@ class RouteDecision(BaseModel):
         line = f"{self.router}: {ow}x{oh} -> {sw}x{sh} (asked long side {self.long_side})"
         if self.target and self.tokens_before is not None:
             line += f"; {self.target}: {self.tokens_before} -> {self.tokens_after} visual tokens"
+            if self.step:
+                line += f" ({self.step})"
+        if self.cannot_save:
+            line += f"; {self.cannot_save}"
         return line

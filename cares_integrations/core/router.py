@@ -24,7 +24,7 @@ from .fetch import aprefetch
 from .payload import DEFAULT_MAX_PIXELS, DecodedImage, FetchPolicy, ImageInput, load_image
 from .policy import ResolutionPolicy
 from .sizing import send_size
-from .tokens import visual_tokens
+from .steps import plan
 
 logger = logging.getLogger("cares_integrations")
 """The library's logger: decisions at DEBUG, passthroughs and fallbacks at WARNING. It has a
@@ -254,8 +254,13 @@ class Router(ABC):
         return predictions
 
     def _decide_all(self, decoded: list[DecodedImage], predictions: list[Prediction], target: Any) -> list[RouteDecision]:
-        chosen = self.resolve_target(target)
-        decisions = [self.decide(d, p, target=chosen) for d, p in zip(decoded, predictions)]
+        # one target for all images, or (from the glue) one per image, e.g. capped by a block's detail
+        per_image = target if isinstance(target, (list, tuple)) else [target] * len(decoded)
+        if len(per_image) != len(decoded):
+            raise ValueError(f"got {len(per_image)} targets for {len(decoded)} images")
+        decisions = [
+            self.decide(d, p, target=self.resolve_target(t)) for d, p, t in zip(decoded, predictions, per_image)
+        ]
         if logger.isEnabledFor(logging.DEBUG):
             for decision in decisions:
                 logger.debug("route: %s", decision.summary())
@@ -277,10 +282,18 @@ class Router(ABC):
             mode = "direct"
         long_side = self.policy.clamp(raw, image_long)
         tokens_before = tokens_after = None
-        size = send_size(width, height, long_side, target, free_detail=self.free_detail)
-        if target is not None:
-            tokens_before = visual_tokens(target, width, height)
-            tokens_after = visual_tokens(target, *size)
+        extra: dict[str, Any] = {}
+        if target is None:
+            size = send_size(width, height, long_side)
+        else:
+            sized = plan(width, height, long_side, target, free_detail=self.free_detail)
+            size, tokens_before, tokens_after = sized.send_size, sized.tokens_before, sized.tokens_after
+            extra = {
+                "step": sized.step.label,
+                "request_knobs": sized.request_knobs,
+                "processor_kwargs": sized.processor_kwargs,
+                "cannot_save": sized.cannot_save,
+            }
         return RouteDecision(
             router=self.name,
             long_side=long_side,
@@ -294,6 +307,7 @@ class Router(ABC):
             mode=mode,
             raw_long_side=raw,
             notes=list(decoded.notes),
+            **extra,
         )
 
     def __repr__(self) -> str:

@@ -13,10 +13,15 @@ is used.
 
 from __future__ import annotations
 
+import difflib
 import math
+import re
+import warnings
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from fractions import Fraction
+from typing import Any
 
 from .errors import UnknownTargetError
 from .geometry import fit_long_side, round_ratio
@@ -28,14 +33,18 @@ __all__ = [
     "GeminiTileCostModel",
     "Idefics3CostModel",
     "InternVLCostModel",
+    "KnobFamily",
     "LlavaOneVisionCostModel",
+    "OpenAIPatchBudgetCostModel",
     "OpenAIPatchCostModel",
     "OpenAITileCostModel",
+    "ProviderLimits",
     "QwenVLCostModel",
     "get_target",
     "list_targets",
     "processed_size",
     "register_target",
+    "resolve_target",
     "smart_resize",
     "visual_tokens",
 ]
@@ -55,6 +64,39 @@ def _check_size(width: object, height: object) -> None:
 
 def _ceil_div(a: int, b: int) -> int:
     return -(-a // b)
+
+
+@dataclass(frozen=True)
+class ProviderLimits:
+    """What a provider rejects, checked before the call (sources in docs/tokens.md).
+
+    ``max_image_base64`` is the largest base64-encoded image (bytes of base64 text); ``max_side``
+    the largest side in pixels; ``max_images`` images per request; above ``many_images`` images
+    in one request each must fit ``many_images_max_side`` on both sides; ``max_patches`` is a
+    32-px patch count above which the provider rejects the image instead of resizing it.
+    """
+
+    max_image_base64: int | None = None
+    max_side: int | None = None
+    max_images: int | None = None
+    many_images: int | None = None
+    many_images_max_side: int | None = None
+    max_patches: int | None = None
+
+    def max_side_for(self, n_images: int) -> int | None:
+        """The largest side allowed when a request holds ``n_images`` images."""
+        sides = [self.max_side] if self.max_side else []
+        if self.many_images is not None and n_images > self.many_images and self.many_images_max_side:
+            sides.append(self.many_images_max_side)
+        return min(sides) if sides else None
+
+
+_MB = 1024 * 1024
+OPENAI_LIMITS = ProviderLimits(max_image_base64=20 * _MB, max_images=500)
+ANTHROPIC_LIMITS = ProviderLimits(
+    max_image_base64=5 * _MB, max_side=8000, max_images=100, many_images=20, many_images_max_side=2000
+)
+GEMINI_LIMITS = ProviderLimits(max_image_base64=20 * _MB, max_images=3600)
 
 
 # --------------------------------------------------------------------------------------------
@@ -79,6 +121,31 @@ class CostModel(ABC):
     grid: int | None = None
     max_long_side: int | None = None
     monotone: bool = True
+    limits: "ProviderLimits | None" = None
+    """What the provider refuses (bytes, pixels per side, images per request), enforced before the call."""
+    knobs: dict[str, Any] = {}
+    """The request knobs (``detail``, ``media_resolution``) or processor arguments (``max_num``,
+    ``longest_edge``) that select this cost rule; empty when the rule needs none."""
+    knob_kind: str | None = None
+    """``"request"`` for provider request fields, ``"processor"`` for local processor arguments."""
+    provider: str = "model"
+    """Who processes the image, for messages ("OpenAI", "Anthropic", "Gemini", a model name)."""
+
+    def variants(self) -> tuple["CostModel", ...]:
+        """The cost rules a request may pick for this target, cheapest knob setting first.
+
+        A plain target has one (itself); a :class:`KnobFamily` has one per knob setting up to its cap.
+        """
+        return (self,)
+
+    def step_label(self, width: int, height: int) -> str:
+        """A short name for the cost step an image sent at (width, height) lands in."""
+        pw, ph = self.processed_size(width, height)
+        return f"{pw}x{ph} px processed"
+
+    def knobs_for(self, width: int, height: int) -> dict[str, Any]:
+        """The knobs that realise this rule for an image sent at (width, height)."""
+        return dict(self.knobs)
 
     def processed_size(self, width: int, height: int) -> tuple[int, int]:
         """The (width, height) the provider actually processes after its own resizing."""
@@ -124,6 +191,17 @@ class OpenAITileCostModel(CostModel):
         self.detail = detail
         self.grid = 512 if detail == "high" else None
         self.max_long_side = 2048 if detail == "high" else 512
+        self.knobs = {"detail": detail}
+        self.knob_kind = "request"
+        self.provider = "OpenAI"
+        self.limits = OPENAI_LIMITS
+
+    def step_label(self, width: int, height: int) -> str:
+        """``detail=low`` or ``detail=high, N tiles``."""
+        if self.detail == "low":
+            return "detail=low"
+        n = self.tiles(width, height)
+        return f"detail=high, {n} tile{'s' if n != 1 else ''}"
 
     def _processed_size(self, width: int, height: int) -> tuple[int, int]:
         if self.detail == "low":
@@ -169,6 +247,12 @@ class OpenAIPatchCostModel(CostModel):
         self.max_patches = max_patches
         self.grid = patch
         self._multiplier = Fraction(str(multiplier))
+        self.provider = "OpenAI"
+        self.limits = OPENAI_LIMITS
+
+    def step_label(self, width: int, height: int) -> str:
+        """``N patches``."""
+        return f"{self.patches(width, height)} patches"
 
     def _scale(self, width: int, height: int) -> float | None:
         """The documented shrink factor r, or None when the raw patch count is within budget."""
@@ -200,6 +284,134 @@ class OpenAIPatchCostModel(CostModel):
         return math.ceil(self.patches(width, height) * self._multiplier)
 
 
+class OpenAIPatchBudgetCostModel(OpenAIPatchCostModel):
+    """OpenAI GPT-5.4 and later: 32-px patches within a budget per ``detail`` level.
+
+    The image is first fitted inside ``max_side`` on its long side, then shrunk to at most
+    ``max_patches`` patches by the patch rule of :class:`OpenAIPatchCostModel`; one token per
+    patch. gpt-5.4 ``high``: 2,500 patches or 2048 px; ``original``: 10,000 patches or 6000 px.
+    ``keep_size=True`` models GPT-5.6's ``original``/``auto``: no resize at all, and an image
+    over ``reject_over`` patches is refused with a 400 error (enforced before the call through
+    :attr:`limits`). Sources: the OpenAI vision guide's patch budgets and openai-python's
+    ``ImageDetail`` (``low``, ``high``, ``auto``, ``original``); see docs/tokens.md.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        detail: str,
+        max_patches: int,
+        max_side: int | None,
+        keep_size: bool = False,
+        reject_over: int | None = None,
+    ) -> None:
+        super().__init__(name, multiplier=1.0, max_patches=max_patches)
+        self.detail = detail
+        self.max_side = max_side
+        self.max_long_side = max_side
+        self.keep_size = keep_size
+        self.knobs = {"detail": detail}
+        self.knob_kind = "request"
+        if reject_over is not None:
+            self.limits = ProviderLimits(
+                max_image_base64=OPENAI_LIMITS.max_image_base64, max_images=OPENAI_LIMITS.max_images,
+                max_patches=reject_over,
+            )
+
+    def _fit_side(self, width: int, height: int) -> tuple[int, int]:
+        if self.keep_size or self.max_side is None:
+            return width, height
+        return fit_long_side(width, height, self.max_side)
+
+    def _processed_size(self, width: int, height: int) -> tuple[int, int]:
+        if self.keep_size:
+            return width, height
+        return super()._processed_size(*self._fit_side(width, height))
+
+    def patches(self, width: int, height: int) -> int:
+        """Patches billed after the side cap and the patch budget (all of them when ``keep_size``)."""
+        _check_size(width, height)
+        if self.keep_size:
+            return _ceil_div(width, self.patch) * _ceil_div(height, self.patch)
+        return super().patches(*self._fit_side(width, height))
+
+    def step_label(self, width: int, height: int) -> str:
+        """``detail=high, N patches``."""
+        return f"detail={self.detail}, {self.patches(width, height)} patches"
+
+
+class KnobFamily(CostModel):
+    """A target whose cost the request picks with a knob: one cost rule per knob setting.
+
+    ``levels`` go from the cheapest setting to the dearest; ``cap`` is the dearest setting a
+    request may use (the provider's default when the caller names none, or the caller's own
+    ``detail``). Counting and processing delegate to the cap's rule: that is what the provider
+    does with an image sent without the router's knob. :meth:`variants` lists the settings up to
+    the cap, so the decision can pick the cheapest one that meets the router's request.
+    """
+
+    def __init__(self, name: str, levels: Sequence[tuple[str, CostModel]], *, cap: str, provider: str) -> None:
+        names = [n for n, _ in levels]
+        if cap not in names:
+            raise ValueError(f"cap {cap!r} is not one of the levels {names}")
+        self.name = name
+        self.levels = tuple(levels)
+        self.cap = cap
+        self.provider = provider
+        self._cap_model = dict(self.levels)[cap]
+        self.grid = self._cap_model.grid
+        self.max_long_side = self._cap_model.max_long_side
+        self.monotone = self._cap_model.monotone
+        self.limits = self._cap_model.limits
+        self.knobs = dict(self._cap_model.knobs)
+        self.knob_kind = self._cap_model.knob_kind
+
+    @property
+    def level_names(self) -> tuple[str, ...]:
+        """The knob settings, cheapest first."""
+        return tuple(n for n, _ in self.levels)
+
+    def level(self, name: str) -> CostModel:
+        """The cost rule of one setting."""
+        return dict(self.levels)[name]
+
+    def with_cap(self, cap: str) -> "KnobFamily":
+        """The same family capped at ``cap`` (for example the caller's own ``detail``)."""
+        if cap == self.cap:
+            return self
+        return KnobFamily(f"{self.name.rsplit('@', 1)[0]}@{cap}", self.levels, cap=cap, provider=self.provider)
+
+    def variants(self) -> tuple[CostModel, ...]:
+        """The settings up to and including the cap, cheapest first."""
+        out = []
+        for name, model in self.levels:
+            out.append(model)
+            if name == self.cap:
+                break
+        return tuple(out)
+
+    def _processed_size(self, width: int, height: int) -> tuple[int, int]:
+        return self._cap_model.processed_size(width, height)
+
+    def _tokens(self, width: int, height: int) -> int:
+        return self._cap_model.tokens(width, height)
+
+    def step_label(self, width: int, height: int) -> str:
+        """The cap's label."""
+        return self._cap_model.step_label(width, height)
+
+    def knobs_for(self, width: int, height: int) -> dict[str, Any]:
+        """The cap's knobs."""
+        return self._cap_model.knobs_for(width, height)
+
+    def __getattr__(self, attr: str) -> Any:
+        # rule-specific helpers (tiles(), patches(), base_tokens ...) answer for the cap's rule
+        if attr.startswith("_") or attr in ("levels", "cap"):
+            raise AttributeError(attr)
+        return getattr(self._cap_model, attr)
+
+
 # --------------------------------------------------------------------------------------------
 # Anthropic
 # --------------------------------------------------------------------------------------------
@@ -223,6 +435,8 @@ class ClaudeCostModel(CostModel):
         self.max_tokens = max_tokens
         self.patch = patch
         self.grid = patch
+        self.provider = "Anthropic"
+        self.limits = ANTHROPIC_LIMITS
 
     def _raw(self, width: int, height: int) -> int:
         return _ceil_div(width, self.patch) * _ceil_div(height, self.patch)
@@ -263,6 +477,8 @@ class GeminiTileCostModel(CostModel):
         self.name = name
         self.tile_tokens = tile_tokens
         self.small_side = small_side
+        self.provider = "Gemini"
+        self.limits = GEMINI_LIMITS
 
     def _processed_size(self, width: int, height: int) -> tuple[int, int]:
         return width, height
@@ -279,22 +495,49 @@ class GeminiTileCostModel(CostModel):
         return self.tile_tokens * self.tiles(width, height)
 
 
+GEMINI_PIXELS_PER_TOKEN = Fraction(768 * 768, 258)
+"""Pixels one Gemini token stands for: a Gemini 2.x tile, 768x768 px for 258 tokens."""
+
+
 class GeminiBudgetCostModel(CostModel):
     """Gemini 3 ``media_resolution``: a fixed token budget per image whatever its size.
 
-    LOW 280, MEDIUM 560, HIGH 1120, ULTRA_HIGH 2240 (ai.google.dev, "Media resolution"). The size
-    Gemini resizes to internally is not documented, so the processed size is the size sent.
+    LOW 280, MEDIUM 560, HIGH 1120, ULTRA_HIGH 2240 (ai.google.dev, "Media resolution"). Google
+    does not document the size Gemini 3 resizes to inside a level; this model assumes each level
+    keeps about as many pixels as Gemini 2.x tiles give for the same tokens
+    (:data:`GEMINI_PIXELS_PER_TOKEN`, 768x768 per 258), so LOW keeps about 800x800 px of area.
+    That estimate decides which level meets a router's request; the token count is exact.
     """
 
     grid = None
     monotone = True
 
-    def __init__(self, name: str, *, tokens_per_image: int) -> None:
+    def __init__(self, name: str, *, tokens_per_image: int, level: str | None = None) -> None:
         self.name = name
         self.tokens_per_image = tokens_per_image
+        self.level = level
+        self.provider = "Gemini"
+        self.limits = GEMINI_LIMITS
+        if level is not None:
+            self.knobs = {"media_resolution": f"MEDIA_RESOLUTION_{level.upper()}"}
+            self.knob_kind = "request"
 
     def _processed_size(self, width: int, height: int) -> tuple[int, int]:
-        return width, height
+        area = self.tokens_per_image * GEMINI_PIXELS_PER_TOKEN
+        if width * height <= area:
+            return width, height
+        # the largest long side whose aspect-kept size stays within the area (exact)
+        long_ = max(width, height)
+        side = math.isqrt(int(area * long_ * long_ / (width * height)))
+        while side > 1 and math.prod(fit_long_side(width, height, side)) > area:
+            side -= 1
+        return fit_long_side(width, height, max(1, side))
+
+    def step_label(self, width: int, height: int) -> str:
+        """``media_resolution=MEDIA_RESOLUTION_LOW`` (or the budget when no level is named)."""
+        if self.knobs:
+            return f"media_resolution={self.knobs['media_resolution']}"
+        return f"{self.tokens_per_image} tokens per image"
 
     def _tokens(self, width: int, height: int) -> int:
         return self.tokens_per_image
@@ -359,6 +602,13 @@ class QwenVLCostModel(CostModel):
         self.min_pixels = min_pixels
         self.max_pixels = max_pixels
         self.grid = patch_size * merge_size
+        self.knob_kind = "processor"
+        self.provider = name
+
+    def knobs_for(self, width: int, height: int) -> dict[str, Any]:
+        """``min_pixels``/``max_pixels`` that make the processor keep the size sent as it is."""
+        pw, ph = self.processed_size(width, height)
+        return {"min_pixels": min(self.min_pixels, pw * ph), "max_pixels": max(pw * ph, self.min_pixels)}
 
     def _processed_size(self, width: int, height: int) -> tuple[int, int]:
         h, w = smart_resize(height, width, self.grid, self.min_pixels, self.max_pixels)  # type: ignore[arg-type]
@@ -404,6 +654,9 @@ class InternVLCostModel(CostModel):
         self.min_num = min_num
         self.max_num = max_num
         self.use_thumbnail = use_thumbnail
+        self.knobs = {"max_num": max_num}
+        self.knob_kind = "processor"
+        self.provider = name
         target_ratios = set(
             (i, j)
             for n in range(min_num, max_num + 1)
@@ -433,6 +686,11 @@ class InternVLCostModel(CostModel):
     def _processed_size(self, width: int, height: int) -> tuple[int, int]:
         cols, rows = self.tile_grid(width, height)
         return self.image_size * cols, self.image_size * rows
+
+    def step_label(self, width: int, height: int) -> str:
+        """``max_num=N, CxR tiles``."""
+        cols, rows = self.tile_grid(width, height)
+        return f"max_num={self.max_num}, {cols}x{rows} tiles"
 
     def _tokens(self, width: int, height: int) -> int:
         cols, rows = self.tile_grid(width, height)
@@ -480,6 +738,15 @@ class Idefics3CostModel(CostModel):
         self.tokens_per_tile = tokens_per_tile
         self.max_image_size = max_image_size
         self.max_long_side = longest_edge
+        self.knobs = {"longest_edge": longest_edge} if longest_edge is not None else {}
+        self.knob_kind = "processor"
+        self.provider = name
+
+    def step_label(self, width: int, height: int) -> str:
+        """``longest_edge=N, T tiles``."""
+        cols, rows = self.tile_grid(width, height)
+        tiles = cols * rows + 1 if cols else 1
+        return f"longest_edge={self.longest_edge}, {tiles} tile{'s' if tiles != 1 else ''}"
 
     def _resized(self, width: int, height: int) -> tuple[int, int]:
         """Step 1: the processor's ``resize`` to ``longest_edge`` (or no change)."""
@@ -584,6 +851,7 @@ class LlavaOneVisionCostModel(CostModel):
         self.patch_size = patch_size
         self.max_num_patches = max_num_patches
         self.pinpoints = tuple(tuple(p) for p in pinpoints)
+        self.provider = name
         self.max_long_side = max(max(p) for p in self.pinpoints)
 
     def _processed_size(self, width: int, height: int) -> tuple[int, int]:
@@ -647,19 +915,103 @@ def list_targets() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def get_target(name: str | CostModel) -> CostModel:
-    """The cost model registered under ``name`` (case-insensitive); a CostModel is returned as is.
+_PREFIXES = ("openai:", "anthropic:", "google:")
+_SNAPSHOT = re.compile(r"-(\d{4}-\d{2}-\d{2}|\d{8}|latest|preview(-\d+-\d+)?|exp(-\d+)?)$")
+_CLAUDE = re.compile(r"^claude-(opus|sonnet|haiku)-(\d+)(?:[-.](\d{1,2}))?(?:-|$)")
+_GPT5 = re.compile(r"^gpt-5\.(\d+)(-[a-z]+)?")
+_warned: set[str] = set()
 
-    Raises UnknownTargetError, listing every known name, for a name that is not registered.
+
+def _family_of(key: str) -> str | None:
+    """The registered name whose rule an unregistered model name in a known family follows."""
+    prefix = next((p for p in _PREFIXES if key.startswith(p)), "")
+    bare, _, level = key[len(prefix):].partition(":")
+    suffix = f":{level}" if level else ""
+    m = _CLAUDE.match(bare)
+    if m and (not prefix or prefix == "anthropic:"):
+        kind, major, minor = m.group(1), int(m.group(2)), int(m.group(3) or 0)
+        hires = kind == "opus" and (major, minor) >= (4, 7)
+        return "anthropic:claude-hires" if hires else "anthropic:claude"
+    m = _GPT5.match(bare)
+    if m and (not prefix or prefix == "openai:") and not m.group(2):
+        minor = int(m.group(1))
+        base = "openai:gpt-5" if minor < 4 else "openai:gpt-5.6" if minor > 6 else f"openai:gpt-5.{minor}"
+        return base + suffix if base + suffix in _REGISTRY else base
+    if bare.startswith("gemini-3"):
+        return "gemini-3" + suffix if "gemini-3" + suffix in _REGISTRY else "gemini-3"
+    if bare.startswith(("gemini-2", "gemini-1.5")):
+        return "gemini"
+    # the longest registered name the model name starts with, on a '-' or '_' boundary
+    best = None
+    for candidate in (k for k in _REGISTRY if ":" not in k or k.startswith(_PREFIXES)):
+        c_prefix = next((p for p in _PREFIXES if candidate.startswith(p)), "")
+        if prefix and c_prefix != prefix:
+            continue
+        c_bare = candidate[len(c_prefix):]
+        if ":" in c_bare:
+            continue
+        if bare.startswith(c_bare) and bare[len(c_bare):len(c_bare) + 1] in ("-", "_"):
+            if best is None or len(c_bare) > len(best[1]):
+                best = (candidate, c_bare)
+    if best is None:
+        return None
+    name = best[0] + suffix
+    return name if name in _REGISTRY else best[0]
+
+
+def resolve_target(name: str) -> tuple[CostModel, str | None]:
+    """(model, note): the cost model for ``name`` and, when it came from a family rule, why.
+
+    Exact names first (case-insensitive); then a bare name with its provider prefix
+    (``gpt-4o`` is ``openai:gpt-4o``); then a dated snapshot (``claude-sonnet-4-20250514``);
+    then the rule of the model's family, with a note saying so. Raises UnknownTargetError with
+    "did you mean" suggestions otherwise.
+    """
+    key = _key(name)
+    if key in _REGISTRY:
+        return _REGISTRY[key], None
+    for prefix in _PREFIXES:
+        if prefix + key in _REGISTRY:
+            return _REGISTRY[prefix + key], None
+    head, sep, level = key.partition(":") if not key.startswith(_PREFIXES) else (key, "", "")
+    if key.startswith(_PREFIXES):
+        p = next(p for p in _PREFIXES if key.startswith(p))
+        rest, sep, level = key[len(p):].partition(":")
+        head = p + rest
+    snap = _SNAPSHOT.sub("", head)
+    if snap != head:
+        for cand in (snap + sep + level, *(p + snap + sep + level for p in _PREFIXES)):
+            if cand in _REGISTRY:
+                return _REGISTRY[cand], None
+    family = _family_of(key) or (_family_of(snap + sep + level) if snap != head else None)
+    if family is not None:
+        return _REGISTRY[family], f"{name!r} is not a known model; using the rule of its family, {family!r}"
+    close = difflib.get_close_matches(key, list(_REGISTRY), n=3, cutoff=0.6)
+    hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+    raise UnknownTargetError(
+        f"unknown target {name!r}{hint} (cares_integrations.tokens.list_targets() lists the "
+        f"{len(_REGISTRY)} known names)"
+    )
+
+
+def get_target(name: str | CostModel) -> CostModel:
+    """The cost model for ``name`` (see :func:`resolve_target`); a CostModel is returned as is.
+
+    A name resolved through its family's rule warns once (UserWarning). Raises
+    UnknownTargetError, with "did you mean" suggestions, for a name no rule covers.
     """
     if isinstance(name, CostModel):
         return name
     try:
-        return _REGISTRY[_key(name)]
-    except (KeyError, ValueError):
-        raise UnknownTargetError(
-            f"unknown target {name!r}; known targets: {', '.join(list_targets())}"
-        ) from None
+        model, note = resolve_target(name)
+    except ValueError as exc:
+        if isinstance(exc, UnknownTargetError):
+            raise
+        raise UnknownTargetError(str(exc)) from None
+    if note is not None and _key(name) not in _warned:
+        _warned.add(_key(name))
+        warnings.warn(note, UserWarning, stacklevel=2)
+    return model
 
 
 def visual_tokens(target: str | CostModel, width: int, height: int) -> int:
@@ -672,8 +1024,19 @@ def processed_size(target: str | CostModel, width: int, height: int) -> tuple[in
     return get_target(target).processed_size(width, height)
 
 
+def _register_family(name: str, family: KnobFamily, *, aliases: Iterable[str] = (), caps: Iterable[str] = ()) -> None:
+    """Register a knob family under ``name`` and ``name:cap`` for each of ``caps`` (plus aliases)."""
+    aliases = list(aliases)
+    register_target(name, family, aliases=aliases)
+    for cap in caps:
+        capped = family.with_cap(cap)
+        capped.name = f"{name}:{cap}"
+        register_target(f"{name}:{cap}", capped, aliases=[f"{a}:{cap}" for a in aliases])
+
+
 def _register_builtins() -> None:
     # OpenAI tile models: (base, per tile), platform.openai.com/docs/guides/images-vision.
+    # The family name lets routing pick detail=low or high (auto = high for pricing); ":low" pins low.
     tile_models = {
         "gpt-4o": (85, 170),
         "gpt-4.1": (85, 170),
@@ -686,13 +1049,14 @@ def _register_builtins() -> None:
     }
     tile_aliases = {"gpt-5": ["gpt-5-chat-latest"], "o1": ["o1-pro"]}
     for model, (base, per_tile) in tile_models.items():
-        for detail in ("high", "low"):
-            suffix = "" if detail == "high" else ":low"
-            name = f"openai:{model}{suffix}"
-            aliases = [f"openai:{a}{suffix}" for a in tile_aliases.get(model, [])]
-            register_target(
-                name, OpenAITileCostModel(name, base_tokens=base, tile_tokens=per_tile, detail=detail), aliases=aliases
-            )
+        name = f"openai:{model}"
+        aliases = [f"openai:{a}" for a in tile_aliases.get(model, [])]
+        low = OpenAITileCostModel(f"{name}:low", base_tokens=base, tile_tokens=per_tile, detail="low")
+        high = OpenAITileCostModel(f"{name}:high", base_tokens=base, tile_tokens=per_tile, detail="high")
+        register_target(f"{name}:low", low, aliases=[f"{a}:low" for a in aliases])
+        family = KnobFamily(name, [("low", low), ("high", high)], cap="high", provider="OpenAI")
+        register_target(name, family, aliases=[*aliases, f"{name}:high", f"{name}:auto",
+                                               *(f"{a}:{d}" for a in aliases for d in ("high", "auto"))])
     for model, multiplier in {
         "gpt-4.1-mini": 1.62,
         "gpt-4.1-nano": 2.46,
@@ -701,12 +1065,34 @@ def _register_builtins() -> None:
         "o4-mini": 1.72,
     }.items():
         name = f"openai:{model}"
-        register_target(name, OpenAIPatchCostModel(name, multiplier=multiplier))
+        patch_model = OpenAIPatchCostModel(name, multiplier=multiplier)
+        patch_model.knobs = {"detail": "high"}  # no effect on the price of these models; sent explicitly
+        patch_model.knob_kind = "request"
+        register_target(name, patch_model)
+    # GPT-5.4 and later: patch budgets per detail level (visual-tokens.md "Newer rules"; openai-python ImageDetail).
+    for minor, auto in ((4, "high"), (5, "original"), (6, "original")):
+        name = f"openai:gpt-5.{minor}"
+        high = OpenAIPatchBudgetCostModel(f"{name}:high", detail="high", max_patches=2500, max_side=2048)
+        if minor < 6:
+            original = OpenAIPatchBudgetCostModel(f"{name}:original", detail="original", max_patches=10000, max_side=6000)
+        else:  # GPT-5.6 keeps the input size and rejects images over 30,000 patches
+            original = OpenAIPatchBudgetCostModel(
+                f"{name}:original", detail="original", max_patches=30000, max_side=None, keep_size=True, reject_over=30000
+            )
+        family = KnobFamily(name, [("high", high), ("original", original)], cap=auto, provider="OpenAI")
+        register_target(name, family, aliases=[f"{name}:auto"])
+        for cap in ("high", "original"):
+            if cap != auto:
+                capped = family.with_cap(cap)
+                capped.name = f"{name}:{cap}"
+                register_target(f"{name}:{cap}", capped)
+            else:
+                register_target(f"{name}:{cap}", family, replace=True)
 
     claude_standard = [
         "claude-sonnet-4", "claude-opus-4", "claude-haiku-4", "claude-sonnet-4-5", "claude-opus-4-1",
         "claude-opus-4-5", "claude-haiku-4-5", "claude-3-7-sonnet", "claude-3-5-sonnet", "claude-3-5-haiku",
-        "claude-3-opus", "claude-3-haiku",
+        "claude-3-opus", "claude-3-haiku", "claude-sonnet-4-6", "claude-opus-4-6",
     ]  # fmt: skip
     register_target(
         "anthropic:claude",
@@ -725,9 +1111,18 @@ def _register_builtins() -> None:
         GeminiTileCostModel("gemini"),
         aliases=[*gemini_names, *(f"google:{g}" for g in gemini_names)],
     )
-    for level, budget in {"low": 280, "medium": 560, "high": 1120, "ultra_high": 2240}.items():
-        name = f"gemini-3:{level}"
-        register_target(name, GeminiBudgetCostModel(name, tokens_per_image=budget), aliases=[f"google:{name}"])
+    # Gemini 3: routing picks media_resolution up to the cap (the default level is HIGH).
+    budgets = {"low": 280, "medium": 560, "high": 1120, "ultra_high": 2240}
+    levels = [(lvl, GeminiBudgetCostModel(f"gemini-3:{lvl}", tokens_per_image=b, level=lvl)) for lvl, b in budgets.items()]
+    register_target("gemini-3:low", levels[0][1], aliases=["google:gemini-3:low"])
+    gemini3 = ["gemini-3-pro", "gemini-3-flash", "gemini-3.5-flash", "gemini-3.5-flash-lite", "gemini-3.5-pro"]
+    _register_family(
+        "gemini-3", KnobFamily("gemini-3", levels, cap="high", provider="Gemini"),
+        aliases=["google:gemini-3", *gemini3, *(f"google:{g}" for g in gemini3)],
+        caps=("medium", "ultra_high"),
+    )
+    high = get_target("gemini-3")
+    register_target("gemini-3:high", high, aliases=["google:gemini-3:high"])
 
     register_target("qwen2-vl", QwenVLCostModel("qwen2-vl"))
     register_target("qwen2.5-vl", QwenVLCostModel("qwen2.5-vl"), aliases=["qwen2_5-vl"])
@@ -735,24 +1130,21 @@ def _register_builtins() -> None:
         "qwen3-vl", QwenVLCostModel("qwen3-vl", patch_size=16, merge_size=2, min_pixels=65536, max_pixels=16777216)
     )
 
-    register_target("internvl2.5", InternVLCostModel("internvl2.5"), aliases=["internvl2_5"])
-    register_target("internvl3", InternVLCostModel("internvl3"))
+    # InternVL: routing picks the processor's max_num (1..12) for the page.
+    for name, aliases in (("internvl2.5", ["internvl2_5"]), ("internvl3", ["internvl3.5", "internvl3_5"])):
+        tiles = [(str(n), InternVLCostModel(f"{name}:max_num={n}", max_num=n)) for n in range(1, 13)]
+        register_target(name, KnobFamily(name, tiles, cap="12", provider=name), aliases=aliases)
 
-    register_target(
-        "smolvlm",
-        Idefics3CostModel("smolvlm", longest_edge=2048, tile_size=512, tokens_per_tile=64),
-        aliases=["smolvlm-256m", "smolvlm-500m", "smolvlm2-256m", "smolvlm2-500m"],
-    )
-    register_target(
-        "smolvlm-2.2b",
-        Idefics3CostModel("smolvlm-2.2b", longest_edge=1536, tile_size=384, tokens_per_tile=81),
-        aliases=["smolvlm-instruct", "smolvlm2-2.2b"],
-    )
-    register_target(
-        "idefics3",
-        Idefics3CostModel("idefics3", longest_edge=4 * 364, tile_size=364, tokens_per_tile=169),
-        aliases=["idefics3-8b"],
-    )
+    # Idefics3 / SmolVLM: routing picks the processor's longest_edge (whole tiles up to the default).
+    for name, (edge, tile, per_tile), aliases in (
+        ("smolvlm", (2048, 512, 64), ["smolvlm-256m", "smolvlm-500m", "smolvlm2-256m", "smolvlm2-500m"]),
+        ("smolvlm-2.2b", (1536, 384, 81), ["smolvlm-instruct", "smolvlm2-2.2b"]),
+        ("idefics3", (4 * 364, 364, 169), ["idefics3-8b"]),
+    ):
+        edges = [(str(k * tile), Idefics3CostModel(f"{name}:longest_edge={k * tile}", longest_edge=k * tile,
+                                                   tile_size=tile, tokens_per_tile=per_tile))
+                 for k in range(1, edge // tile + 1)]
+        register_target(name, KnobFamily(name, edges, cap=str(edge), provider=name), aliases=aliases)
     register_target(
         "llava-onevision",
         LlavaOneVisionCostModel("llava-onevision"),

@@ -43,6 +43,17 @@ class ImageBlockRef:
     skip_reason: str | None = None
 
 
+def block_detail(block: Any) -> str | None:
+    """The OpenAI ``detail`` a caller set on an image block (any form), or None."""
+    if not isinstance(block, dict):
+        return None
+    inner = block.get("image_url")
+    detail = inner.get("detail") if isinstance(inner, dict) else block.get("detail")
+    if detail is None and isinstance(block.get("extras"), dict):
+        detail = block["extras"].get("detail")
+    return detail if isinstance(detail, str) else None
+
+
 def _ref(form: BlockForm, source: Any, what: str) -> ImageBlockRef:
     if isinstance(source, str) and source:
         return ImageBlockRef(form, source)
@@ -89,16 +100,79 @@ def _is_fetched_url(ref: ImageBlockRef, result: ImageResult) -> bool:
     return is_remote_url(ref.source) and result.changed
 
 
-def write_image_block(block: dict[str, Any], ref: ImageBlockRef, result: ImageResult) -> dict[str, Any]:
-    """A NEW block in ``block``'s own form holding ``result.output``; ``block`` is not modified.
+def request_knobs(result: ImageResult | None) -> dict[str, Any]:
+    """The provider request fields the decision asks for (``detail``, ``media_resolution``)."""
+    if result is None or result.decision is None:
+        return {}
+    return dict(result.decision.request_knobs)
 
-    Returns ``block`` itself when the image was not changed (skipped, failed in passthrough mode,
-    or already small enough). A fetched http(s) image comes back inline: a data URL in the
-    OpenAI forms and ``url`` fields holding data URLs, base64 (``source_type``/``source.type``
-    switched to ``"base64"``) in the v1, v0 and Anthropic forms.
+
+def needs_write(result: ImageResult | None) -> bool:
+    """Whether a block must be rewritten: a new image, or request knobs to set."""
+    return result is not None and (result.changed or bool(request_knobs(result)))
+
+
+def _data_url_of(block: dict[str, Any], ref: ImageBlockRef, result: ImageResult) -> str:
+    """The image of the block as a data URL (the routed output, or the block's own image)."""
+    if result.data_url is not None:
+        return result.data_url
+    source = ref.source or ""
+    if source.startswith("data:") or is_remote_url(source):
+        return source
+    mime = block.get("mime_type") or (block.get("source") or {}).get("media_type") or result.mime_type or "image/png"
+    return f"data:{mime};base64,{source}"
+
+
+def _with_knobs(block: dict[str, Any], ref: ImageBlockRef, result: ImageResult) -> dict[str, Any]:
+    """Write the decision's request knobs in the schema the provider's LangChain client sends.
+
+    * ``detail`` (OpenAI): on ``image_url`` and ``input_image`` blocks. langchain-openai drops any
+      ``detail`` of v0/v1 standard blocks on the way to the wire (langchain-core's
+      ``convert_to_openai_image_block``), so those become ``image_url`` blocks carrying it.
+    * ``media_resolution`` (Gemini 3): langchain-google-genai sends a per-part
+      ``mediaResolution`` only from v0/v1 image blocks (and only for Gemini 3 model names), so
+      ``image_url`` and Anthropic-form blocks become v1 blocks carrying it.
     """
-    if not result.changed:
+    knobs = request_knobs(result)
+    if "detail" in knobs:
+        detail = knobs["detail"]
+        if ref.form == "image_url":
+            return {**block, "image_url": {**block["image_url"], "detail": detail}}
+        if ref.form == "input_image":
+            return {**block, "detail": detail}
+        url = _data_url_of(block, ref, result)
+        return {"type": "image_url", "image_url": {"url": url, "detail": detail}}
+    if "media_resolution" in knobs:
+        level = knobs["media_resolution"]
+        if ref.form in ("v1", "v0"):
+            return {**block, "media_resolution": level}
+        url = _data_url_of(block, ref, result)
+        if url.startswith("data:"):
+            mime, payload = _data_url_parts(url)
+            return {"type": "image", "base64": payload, "mime_type": mime, "media_resolution": level}
+        return {"type": "image", "url": url, "media_resolution": level}
+    return block
+
+
+def write_image_block(block: dict[str, Any], ref: ImageBlockRef, result: ImageResult) -> dict[str, Any]:
+    """A NEW block holding ``result.output`` and the decision's request knobs; ``block`` is kept.
+
+    The block keeps its own form where the provider's client carries the knobs in it (see
+    :func:`_with_knobs` for the two cases where it cannot). Returns ``block`` itself when there
+    is nothing to write (skipped, failed in passthrough mode, or unchanged with no knobs). A
+    fetched http(s) image comes back inline: a data URL in the OpenAI forms and ``url`` fields
+    holding data URLs, base64 (``source_type``/``source.type`` switched to ``"base64"``) in the
+    v1, v0 and Anthropic forms.
+    """
+    if not needs_write(result):
         return block
+    if not result.changed:
+        return _with_knobs(block, ref, result)
+    return _with_knobs(_write_image(block, ref, result), ref, result)
+
+
+def _write_image(block: dict[str, Any], ref: ImageBlockRef, result: ImageResult) -> dict[str, Any]:
+    """``block`` in its own form holding ``result.output``."""
     out = result.output
     mime = result.mime_type
     if ref.form == "image_url":

@@ -16,7 +16,7 @@ from langchain_core.messages import BaseMessage, ChatMessage, HumanMessage
 
 from ..core.apply import ImageResult
 from ..core.question import latest_question as core_latest_question
-from .blocks import ImageBlockRef, read_image_block, write_image_block
+from .blocks import ImageBlockRef, needs_write, read_image_block, write_image_block
 
 QuestionGetter = Callable[[Sequence[Any], int], str]
 """``(messages, message_index) -> question`` for the image(s) in ``messages[message_index]``."""
@@ -120,7 +120,7 @@ def rewrite(messages: Sequence[Any], located: Sequence[LocatedImage], results: S
     """
     changes: dict[int, dict[int, tuple[ImageBlockRef, ImageResult]]] = {}
     for loc, result in zip(located, results):
-        if result is not None and result.changed:
+        if needs_write(result):
             changes.setdefault(loc.message_index, {})[loc.block_index] = (loc.ref, result)
     out = list(messages)
     for i, blocks in changes.items():

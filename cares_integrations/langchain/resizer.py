@@ -27,7 +27,9 @@ from ..routers.registry import load_router
 from ..core.policy import ResolutionPolicy
 from ..core.router import Router, target_or_router
 from ..core.sources import LocalFilePolicy
-from .messages import LocatedImage, QuestionGetter, default_question, find_images, rewrite
+from ..core.tokens import get_target
+from .blocks import block_detail, needs_write
+from .messages import LocatedImage, QuestionGetter, default_question, find_images, rewrite, role_and_content
 
 EVENT_NAME = "cares_route"
 """Name of the custom callback event dispatched once per input with the routing decisions."""
@@ -100,6 +102,10 @@ class CaresImageResizer(RunnableSerializable[LanguageModelInput, LanguageModelIn
     quality: int = Field(default=90, ge=1, le=100)
     """JPEG/WebP quality of re-encoded images."""
 
+    respect_detail: bool = True
+    """A block's own OpenAI ``detail`` caps the router (``"low"`` is priced and sized as low
+    detail); False routes every block with the target's full range of steps."""
+
     local_files: LocalFilePolicy | None = None
     """Folders that paths and ``file:`` URLs in image blocks may be read from. None (the
     default): message content is untrusted, such images pass through with the reason recorded."""
@@ -146,7 +152,7 @@ class CaresImageResizer(RunnableSerializable[LanguageModelInput, LanguageModelIn
             job.questions.append(cache[loc.message_index])
         return job
 
-    def _plan(self, inputs: Sequence[Any]) -> tuple[list[_Job], list[str], list[str]]:
+    def _plan(self, inputs: Sequence[Any]) -> tuple[list[_Job], list[str], list[str], Any]:
         jobs: list[_Job] = []
         for value in inputs:
             try:
@@ -155,12 +161,31 @@ class CaresImageResizer(RunnableSerializable[LanguageModelInput, LanguageModelIn
                 jobs.append(_Job(value=value, messages=None, error=exc))
         sources: list[str] = []
         queries: list[str] = []
+        targets: list[Any] = []
         for job in jobs:
             for loc, question in zip(job.located, job.questions):
                 if loc.ref.source is not None:
                     sources.append(loc.ref.source)
                     queries.append(question)
-        return jobs, sources, queries
+                    targets.append(self._capped_target(job.messages, loc))
+        if all(t is targets[0] for t in targets[1:]) and targets:
+            return jobs, sources, queries, targets[0]
+        return jobs, sources, queries, targets
+
+    def _capped_target(self, messages: list[Any] | None, loc: LocatedImage) -> Any:
+        """The target for one image: the block's own ``detail`` caps it (``openai:gpt-4o:low``)."""
+        default = self._target()
+        if not self.respect_detail or messages is None:
+            return default
+        name = self._router().target if self.target is None else self.target
+        if not isinstance(name, str):
+            return default
+        block = role_and_content(messages[loc.message_index])[1][loc.block_index]
+        detail = block_detail(block)
+        model = get_target(name)
+        if detail in getattr(model, "level_names", ()) and "detail" in model.knobs:
+            return f"{name}:{detail}"
+        return default
 
     def _finish(self, jobs: list[_Job], results: list[ImageResult]) -> list[tuple[Any, dict[str, Any]] | Exception]:
         it = iter(results)
@@ -191,7 +216,7 @@ class CaresImageResizer(RunnableSerializable[LanguageModelInput, LanguageModelIn
 
     def _output(self, job: _Job) -> Any:
         value = job.value
-        if job.messages is None or not any(r is not None and r.changed for r in job.results):
+        if job.messages is None or not any(needs_write(r) for r in job.results):
             return value
         new = rewrite(job.messages, job.located, job.results)
         if isinstance(value, ChatPromptValue):
@@ -225,10 +250,10 @@ class CaresImageResizer(RunnableSerializable[LanguageModelInput, LanguageModelIn
 
     # -- routing ------------------------------------------------------------------------------
     def _route(self, inputs: Sequence[Any]) -> list[tuple[Any, dict[str, Any]] | Exception]:
-        jobs, sources, queries = self._plan(inputs)
+        jobs, sources, queries, targets = self._plan(inputs)
         results = (
             route_images(
-                self._router(), sources, queries, target=self._target(), cache=self.cache, on_error="passthrough",
+                self._router(), sources, queries, target=targets, cache=self.cache, on_error="passthrough",
                 fmt=self.image_format, quality=self.quality, local_files=self.local_files,
             )
             if sources
@@ -237,10 +262,10 @@ class CaresImageResizer(RunnableSerializable[LanguageModelInput, LanguageModelIn
         return self._finish(jobs, results)
 
     async def _aroute(self, inputs: Sequence[Any]) -> list[tuple[Any, dict[str, Any]] | Exception]:
-        jobs, sources, queries = self._plan(inputs)
+        jobs, sources, queries, targets = self._plan(inputs)
         results = (
             await aroute_images(
-                self._router(), sources, queries, target=self._target(), cache=self.cache, on_error="passthrough",
+                self._router(), sources, queries, target=targets, cache=self.cache, on_error="passthrough",
                 fmt=self.image_format, quality=self.quality, local_files=self.local_files,
             )
             if sources
