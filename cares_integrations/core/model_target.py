@@ -9,7 +9,7 @@ model="models/gemini-2.5-flash")`` is ``"google:gemini-2.5-flash"``.
 from __future__ import annotations
 
 from .errors import UnknownTargetError
-from .tokens import get_target
+from .tokens import get_target, list_targets
 
 PROVIDER_PREFIXES = {
     "openai": "openai",
@@ -35,11 +35,13 @@ def target_for_model_name(provider: str | None, model_name: str | None) -> str |
         return None
     name = model_name.strip().split("/")[-1].lower()
     parts = name.split("-")
+    known = set(list_targets())
     for end in range(len(parts), 0, -1):
         candidate = f"{provider}:{'-'.join(parts[:end])}"
-        try:
-            get_target(candidate)
-        except UnknownTargetError:
-            continue
-        return candidate
-    return None
+        if candidate in known:
+            return candidate
+    try:  # a newer model of a known family: its family's rule (get_target warns)
+        get_target(f"{provider}:{name}")
+    except UnknownTargetError:
+        return None
+    return f"{provider}:{name}"

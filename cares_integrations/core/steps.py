@@ -145,8 +145,9 @@ def plan(
     for i, variant in enumerate(variants):
         # the requested size, and the largest one (a tile grid chosen by aspect may only keep
         # enough of the page when it is sent larger)
-        sizes = {send_size(width, height, long_side, variant, free_detail=free_detail)}
-        if len(variants) > 1:
+        first = send_size(width, height, long_side, variant, free_detail=free_detail)
+        sizes = {first}
+        if len(variants) > 1 and (free_detail or legible_long_side(variant, *first) + 1 < need):
             kept = legible_long_side(variant, width, height)  # no more than the provider keeps of the original
             sizes.add(send_size(width, height, kept, variant, free_detail=free_detail))
         for size in sorted(sizes):
