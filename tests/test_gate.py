@@ -27,6 +27,7 @@ from cares_integrations.routers.gate import (
 )
 from cares_integrations.routers.registry import load_router
 from cares_integrations.core.policy import ResolutionPolicy
+from cares_integrations.core.view import view_image
 
 QUESTIONS = ["What is the total revenue?", "Title?", "Which line mentions item 24 and what is its value in EUR?"]
 
@@ -146,6 +147,7 @@ def test_features_match_the_untruncated_model(tiny_model, full_model, pages, pre
     )
     got = backbone.extract(pages, QUESTIONS)
     for i, (page, q) in enumerate(zip(pages, QUESTIONS)):  # unpadded reference, one input at a time
+        page = view_image(page, backbone.view_spec)  # the backbone reads its view (one tile) of a page
         enc = processor(text=[backbone.prompt(q)], images=[[page]], return_tensors="pt", **backbone.image_kwargs())
         with torch.no_grad():
             hidden = model(**enc, output_hidden_states=True).hidden_states

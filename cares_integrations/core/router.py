@@ -25,6 +25,7 @@ from .payload import DEFAULT_MAX_PIXELS, DecodedImage, FetchPolicy, ImageInput, 
 from .policy import ResolutionPolicy
 from .sizing import send_size
 from .steps import plan
+from .view import ViewSpec, apply_view
 
 logger = logging.getLogger("cares_integrations")
 """The library's logger: decisions at DEBUG, passthroughs and fallbacks at WARNING. It has a
@@ -143,6 +144,20 @@ class Router(ABC):
         gathers concurrent callers into shared batches (the gate) overrides this."""
         return await asyncio.to_thread(self._predict, images, queries)
 
+    @property
+    def view_spec(self) -> ViewSpec | None:
+        """The view of a page this router's prediction reads (None: the whole page as decoded).
+
+        Routers override this to declare the smallest input they need (the gate: one tile; the
+        text-scale router: its grayscale working size). Every prediction reads this view, so a
+        client that sends only the view gets the same decision (see ``cares_integrations.serve``).
+        """
+        return None
+
+    def view(self, decoded: DecodedImage) -> DecodedImage:
+        """The :attr:`view_spec` view of a decoded page; keeps the page's size and notes."""
+        return apply_view(decoded, self.view_spec)
+
     def _check_policy(self, policy: ResolutionPolicy) -> None:
         """Raise ValueError if ``policy`` does not fit this router (e.g. a different number of bins)."""
 
@@ -246,7 +261,7 @@ class Router(ABC):
 
     # -- shared machinery ----------------------------------------------------------------------
     def _decode(self, image: ImageInput) -> DecodedImage:
-        return load_image(image, fetch=self.fetch, max_pixels=self.max_pixels, formats=self.formats)
+        return self.view(load_image(image, fetch=self.fetch, max_pixels=self.max_pixels, formats=self.formats))
 
     def _checked(self, predictions: list[Prediction], decoded: list[DecodedImage]) -> list[Prediction]:
         if len(predictions) != len(decoded):

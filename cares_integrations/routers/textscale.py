@@ -35,8 +35,9 @@ from PIL import Image
 from ..core.composite import flatten
 from ..core.payload import DecodedImage
 from ..core.router import Prediction, Router
+from ..core.view import ViewSpec
 
-__all__ = ["TextScaleRouter", "TextMeasure", "measure_text"]
+__all__ = ["TextScaleRouter", "TextMeasure", "measure_text", "measure_view"]
 
 DEFAULT_MIN_TEXT_PX = 5.0
 DEFAULT_WORKING_SIZE = 2400
@@ -91,13 +92,21 @@ def measure_text(image: Image.Image, *, working_size: int = DEFAULT_WORKING_SIZE
                  min_fragments: int = 4) -> TextMeasure:
     """Measure the text height of a page image (see the module docstring for the method)."""
     gray = flatten(image, "L")
-    w, h = gray.size
-    long_side = max(w, h)
-    if long_side < 32:
-        return TextMeasure("tiny")
+    long_side = max(gray.size)
     factor = max(1, math.ceil(long_side / working_size))
     if factor > 1:
         gray = gray.reduce(factor)
+    return measure_view(gray, factor, page_long_side=long_side, quantile=quantile, min_fragments=min_fragments)
+
+
+def measure_view(gray: Image.Image, factor: int, *, page_long_side: int | None = None,
+                 quantile: float = DEFAULT_QUANTILE, min_fragments: int = 4) -> TextMeasure:
+    """Measure a page from its working view: the grayscale page reduced by the integer ``factor``
+    (what :func:`measure_text` does first). Heights come back in the page's native pixels."""
+    if gray.mode != "L":
+        raise ValueError(f"the text-scale view is a grayscale ('L') image, got mode {gray.mode!r}")
+    if (page_long_side if page_long_side is not None else max(gray.size) * factor) < 32:
+        return TextMeasure("tiny")
     hist = np.asarray(gray.histogram(), dtype=np.float64)
     total = hist.sum()
     bg_level = int(np.argmax(hist))
@@ -224,10 +233,25 @@ class TextScaleRouter(Router):
             raise ValueError(f"title_scale must be in (0, 1], got {title_scale}")
         self.title_scale = float(title_scale)
 
+    @property
+    def view_spec(self) -> ViewSpec:
+        """The page in grayscale, reduced by an integer factor to at most ``working_size``."""
+        return ViewSpec(mode="L", reduce_to=self.working_size)
+
     def measure(self, image: Image.Image | DecodedImage) -> TextMeasure:
-        """Measure one page's text (native pixels); what :meth:`long_side_for` works from."""
-        pil = image.image if isinstance(image, DecodedImage) else image
-        return measure_text(pil, working_size=self.working_size, quantile=self.quantile)
+        """Measure one page's text (native pixels); what :meth:`long_side_for` works from.
+
+        A :class:`DecodedImage` is measured from its view (made here unless it already is one)."""
+        if not isinstance(image, DecodedImage):
+            return measure_text(image, working_size=self.working_size, quantile=self.quantile)
+        view = self.view(image)
+        factor = self.view_spec.reduce_factor(image.size)
+        if view.image.size != self.view_spec.size_for(image.size):
+            raise ValueError(
+                f"a {view.image.size[0]}x{view.image.size[1]} view does not belong to a "
+                f"{image.size[0]}x{image.size[1]} page (expected {self.view_spec.size_for(image.size)})"
+            )
+        return measure_view(view.image, factor, page_long_side=max(image.size), quantile=self.quantile)
 
     def long_side_for(self, measure: TextMeasure, image_size: tuple[int, int], query: str = "") -> float:
         """The long side (before the policy's clamps) for a measured page and a question."""

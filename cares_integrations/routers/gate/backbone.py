@@ -31,6 +31,7 @@ from .device import pick_device, pick_dtype
 from ...core.errors import CheckpointError
 from ...core.composite import flatten
 from ...core.payload import DecodedImage
+from ...core.view import ViewSpec, view_image
 from .cache import VisionCache, VisionEntry, image_key
 from .config import GateConfig, Pooling, Preprocessing
 
@@ -76,7 +77,7 @@ def truncate_text_layers(text_model: nn.Module, keep: int) -> int:
     return total
 
 
-def _rgb(image: Image.Image | DecodedImage) -> Image.Image:
+def _pil(image: Image.Image | DecodedImage) -> Image.Image:
     img = image.image if isinstance(image, DecodedImage) else image
     if not isinstance(img, Image.Image):
         raise TypeError(f"expected a PIL image or DecodedImage, got {type(image).__name__}")
@@ -206,6 +207,15 @@ class ProxyBackbone:
             return int(mis["longest_edge"])
         return int(getattr(self.model.config, "vision_config").image_size)
 
+    @property
+    def view_spec(self) -> ViewSpec:
+        """What the backbone reads of a page: RGB (alpha on white), the long side fitted to one tile
+        under ``"tile"`` preprocessing, or to the processor's long edge under ``"upstream"``."""
+        if self.preprocessing == "tile":
+            return ViewSpec(mode="RGB", fit_long_side=self.tile_size)
+        longest = (getattr(self.processor.image_processor, "size", None) or {}).get("longest_edge")
+        return ViewSpec(mode="RGB", fit_long_side=int(longest) if longest else None)
+
     def extract(
         self,
         images: Sequence[Image.Image | DecodedImage],
@@ -233,7 +243,7 @@ class ProxyBackbone:
                 raise TypeError(f"query {i} must be a string, got {type(q).__name__}")
         if not images:
             return {k: torch.empty(0, self.hidden_size, device=self.device) for k in wanted}
-        pils = [_rgb(img) for img in images]
+        pils = [view_image(_pil(img), self.view_spec) for img in images]
         chunks: list[dict[int, torch.Tensor]] = []
         for start in range(0, len(pils), self.batch_size):
             stop = start + self.batch_size

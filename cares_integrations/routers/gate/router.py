@@ -12,6 +12,7 @@ from ...core.batching import MicroBatcher
 from ...core.payload import DecodedImage
 from ...core.policy import ResolutionPolicy
 from ...core.router import Prediction, Router
+from ...core.view import ViewSpec
 from .backbone import ProxyBackbone
 from .config import GateConfig
 from .head import GateHead
@@ -79,6 +80,11 @@ class CaresGateRouter(Router):
 
     def _identity(self) -> dict[str, Any]:
         return {"config": self.config.model_dump(mode="json")}
+
+    @property
+    def view_spec(self) -> ViewSpec:
+        """The backbone's view: one RGB tile (512 px on SmolVLM) under ``"tile"`` preprocessing."""
+        return self.backbone.view_spec
 
     def _check_policy(self, policy: ResolutionPolicy) -> None:
         if len(policy.bins) != self.config.n_classes:
