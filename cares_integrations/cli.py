@@ -1,4 +1,4 @@
-"""The ``cares`` command line: ``cares route`` here; ``label``, ``train``, ``eval`` from training."""
+"""The ``cares`` command line: ``cares route`` here; ``serve`` from serve; ``label``, ``train``, ``eval`` from training."""
 
 from __future__ import annotations
 
@@ -90,6 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
     _route_parser(sub)
+    sub.add_parser("serve", help="Serve a router over HTTP on Ray Serve (extra 'serve').", add_help=False)
     for name, text in _TRAINING_COMMANDS.items():
         sub.add_parser(name, help=text, add_help=False)
     return parser
@@ -98,6 +99,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``cares`` command."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "serve":
+        from .serve.cli import main as serve_main
+
+        return int(serve_main(argv[1:]) or 0)
     if argv and argv[0] in _TRAINING_COMMANDS:
         from .training.cli import main as training_main
 

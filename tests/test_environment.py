@@ -14,7 +14,7 @@ pytestmark = pytest.mark.skipif(not os.environ.get("CI"), reason="only enforced 
 @pytest.mark.parametrize("module", ["langchain_core", "langchain_tests", "llama_index.core", "pytesseract",
                                     "langchain.agents", "langgraph", "langchain_openai", "langchain_anthropic",
                                     "llama_index.llms.openai",
-                                    "hypothesis", "matplotlib", "tokenizers"])
+                                    "hypothesis", "matplotlib", "tokenizers", "ray.serve", "aiohttp"])
 def test_extra_is_installed(module):
     importlib.import_module(module)
 

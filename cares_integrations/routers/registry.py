@@ -222,8 +222,16 @@ def _hub(arg: str, **options: Any) -> Router:
     return load_gate(arg, hub=True, **options)
 
 
+def _remote(url: str, **options: Any) -> Router:
+    from ..serve.client import RemoteRouter
+
+    return RemoteRouter(url, **_without_device(options))
+
+
 register_router("default", lambda arg, **options: default_router(**_without_device(options)))
 register_router("text-scale", _text_scale)
 register_router("learned-default", _learned)
 register_router("fixed", _fixed, takes_argument=True)
 register_router("hub", _hub, takes_argument=True)
+register_router("http", _remote, takes_argument=True)  # a router service: cares serve (extra serve)
+register_router("https", _remote, takes_argument=True)
