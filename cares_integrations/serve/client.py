@@ -146,7 +146,7 @@ class RemoteRouter(Router):
     def _load(self, image: ImageInput) -> DecodedImage:
         from ..core.payload import load_image
 
-        return load_image(image, fetch=self.fetch, max_pixels=self.max_pixels)
+        return load_image(image, fetch=self.fetch, max_pixels=self.max_pixels, formats=self.formats)
 
     async def _route(self, decoded: list[DecodedImage], queries: list[str], target: str | None
                      ) -> list[RouteDecision | Exception]:

@@ -136,14 +136,15 @@ class RouterService:
         if not isinstance(image, str) or not image:
             raise ImageDecodeError("image must be a non-empty string: base64, a data: URL, or an http(s) URL")
         if image[:5].lower() == "data:" or is_remote_url(image):
-            return load_image(image, fetch=self.fetch, max_pixels=self.max_pixels)
+            return load_image(image, fetch=self.fetch, max_pixels=self.max_pixels, local_files=None,
+                              formats=self.router.formats)
         try:
             raw = base64.b64decode("".join(image.split()), validate=True)
         except (binascii.Error, ValueError):
             raise ImageDecodeError(
                 "image is neither base64, a data: URL nor an http(s) URL (the server never reads local paths)"
             ) from None
-        return load_image(raw, max_pixels=self.max_pixels)
+        return load_image(raw, max_pixels=self.max_pixels, local_files=None, formats=self.router.formats)
 
     def _page_size(self, value: Any) -> tuple[int, int]:
         if (not isinstance(value, (list, tuple)) or len(value) != 2
