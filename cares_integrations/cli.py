@@ -69,11 +69,14 @@ def _cmd_route(args: argparse.Namespace) -> int:
             print(f"class probabilities: {probs}  ({first.mode})")
         for note in first.notes:
             print(f"note: {note}")
-        print(f"{'target':<28} {'send size':>11} {'tokens before':>14} {'after':>7} {'saved':>7}")
+        print(f"{'target':<28} {'send size':>11} {'tokens before':>14} {'after':>7} {'saved':>7}  step")
         for d in decisions:
             saved = (1 - d.tokens_after / d.tokens_before) if d.tokens_before else 0.0
             size = f"{d.send_size[0]}x{d.send_size[1]}"
-            print(f"{d.target:<28} {size:>11} {d.tokens_before:>14} {d.tokens_after:>7} {saved:>7.0%}")
+            print(f"{d.target:<28} {size:>11} {d.tokens_before:>14} {d.tokens_after:>7} {saved:>7.0%}  {d.step or ''}")
+        for d in decisions:
+            if d.cannot_save:
+                print(f"why 0%: {d.cannot_save}")
     if args.output:
         data = decoded.encode(resize_image(decoded.image, first.send_size))
         with open(args.output, "wb") as fh:

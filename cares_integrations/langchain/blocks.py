@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from ..core.apply import ImageResult
+from ..core.codec import split_data_url
 from ..core.fetch import is_remote_url
 
 BlockForm = Literal["image_url", "image_url_str", "input_image", "v1", "v0", "anthropic"]
@@ -148,7 +149,8 @@ def _with_knobs(block: dict[str, Any], ref: ImageBlockRef, result: ImageResult) 
             return {**block, "media_resolution": level}
         url = _data_url_of(block, ref, result)
         if url.startswith("data:"):
-            mime, payload = _data_url_parts(url)
+            mime, _, payload = split_data_url(url)
+            mime = mime or "image/png"
             return {"type": "image", "base64": payload, "mime_type": mime, "media_resolution": level}
         return {"type": "image", "url": url, "media_resolution": level}
     return block

@@ -1,0 +1,162 @@
+"""What the real provider clients put on the wire after routing: sizes, request knobs, bytes.
+
+langchain-openai, langchain-anthropic and langchain-google-genai talk to a loopback server that
+records each request body (tests/recording_server.py, tests/helpers.Loopback).
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import warnings
+
+import pytest
+from langchain_core.messages import HumanMessage
+from PIL import Image
+
+from cares_integrations import FixedRouter
+from cares_integrations.langchain import CaresImageResizer
+from helpers import Loopback, Reply, encode, render_page
+from recording_server import RecordingServer
+
+pytest.importorskip("langchain_openai")
+pytest.importorskip("langchain_anthropic")
+
+LETTER = render_page(1700, 2200, text_px=28, lines=40)  # a 200-dpi letter page
+LETTER_PNG = encode(LETTER, "PNG")
+LETTER_B64 = base64.b64encode(LETTER_PNG).decode("ascii")
+LETTER_URL = "data:image/png;base64," + LETTER_B64
+
+
+def _size_and_bytes(url_or_b64: str) -> tuple[tuple[int, int], int, str]:
+    b64 = url_or_b64.split(",", 1)[1] if url_or_b64.startswith("data:") else url_or_b64
+    data = base64.b64decode(b64)
+    img = Image.open(io.BytesIO(data))
+    return img.size, len(data), img.format
+
+
+def _openai_image(body: dict) -> dict:
+    [part] = [p for p in body["messages"][0]["content"] if p.get("type") == "image_url"]
+    return part["image_url"]
+
+
+def _ask(model, resizer, block, question="What is the title of this page?"):
+    events = []
+    from langchain_core.callbacks import BaseCallbackHandler
+
+    class Events(BaseCallbackHandler):
+        def on_custom_event(self, name, data, **kwargs):
+            events.append(data)
+
+    chain = resizer | model
+    chain.invoke([HumanMessage(content=[{"type": "text", "text": question}, block])], config={"callbacks": [Events()]})
+    return events[-1]
+
+
+@pytest.fixture()
+def server():
+    with RecordingServer() as s:
+        yield s
+
+
+def _openai(server):
+    from langchain_openai import ChatOpenAI
+
+    return ChatOpenAI(model="gpt-4o", base_url=server.url + "/v1", api_key="test", max_retries=0)
+
+
+def test_openai_title_question_at_512_goes_out_low_detail_for_85_tokens(server):
+    report = _ask(_openai(server), CaresImageResizer(router=FixedRouter(512), target="openai:gpt-4o"),
+                  {"type": "image_url", "image_url": {"url": LETTER_URL}})
+    sent = _openai_image(server.requests[-1])
+    size, n_bytes, fmt = _size_and_bytes(sent["url"])
+    assert sent["detail"] == "low" and max(size) <= 512 and fmt == "PNG"
+    assert n_bytes <= len(LETTER_PNG)
+    assert report["tokens_before"] == 765 and report["tokens_after"] == 85 < 765
+    assert report["images"][0]["step"] == "detail=low"
+
+
+def test_openai_detail_is_always_explicit_and_high_when_the_request_needs_tiles(server):
+    report = _ask(_openai(server), CaresImageResizer(router=FixedRouter(1024), target="openai:gpt-4o"),
+                  {"type": "image", "base64": LETTER_B64, "mime_type": "image/png"})  # a v1 block
+    sent = _openai_image(server.requests[-1])
+    size, n_bytes, _ = _size_and_bytes(sent["url"])
+    assert sent["detail"] == "high" and size == (768, 994) and n_bytes <= len(LETTER_PNG)
+    image = report["images"][0]
+    assert image["tokens_after"] == image["tokens_before"] == 765
+    assert image["cannot_save"].startswith("cannot save on openai:gpt-4o: the router asks for 1024 px")
+
+
+def test_a_low_detail_block_is_a_cap_priced_at_85(server):
+    report = _ask(_openai(server), CaresImageResizer(router=FixedRouter(1024), target="openai:gpt-4o"),
+                  {"type": "image_url", "image_url": {"url": LETTER_URL, "detail": "low"}})
+    sent = _openai_image(server.requests[-1])
+    size, _, _ = _size_and_bytes(sent["url"])
+    assert sent["detail"] == "low" and max(size) <= 512
+    assert report["tokens_after"] == 85 and report["images"][0]["target"] == "openai:gpt-4o:low"
+
+
+def test_fixed_384_small_image_gets_low_detail(server):
+    small = encode(render_page(396, 512, text_px=10, lines=20), "PNG")
+    url = "data:image/png;base64," + base64.b64encode(small).decode()
+    report = _ask(_openai(server), CaresImageResizer(router=FixedRouter(384), target="openai:gpt-4o"),
+                  {"type": "image_url", "image_url": {"url": url}})
+    assert _openai_image(server.requests[-1])["detail"] == "low"
+    assert report["tokens_before"] == 255 and report["tokens_after"] == 85
+
+
+def test_anthropic_gets_the_decided_size_and_never_more_bytes(server):
+    from langchain_anthropic import ChatAnthropic
+
+    model = ChatAnthropic(model="claude-sonnet-4-5", base_url=server.url, api_key="test", max_retries=0)
+    report = _ask(model, CaresImageResizer(router=FixedRouter(768), target="anthropic:claude-sonnet-4-5"),
+                  {"type": "image_url", "image_url": {"url": LETTER_URL}})
+    [part] = [p for p in server.requests[-1]["messages"][0]["content"] if p.get("type") == "image"]
+    size, n_bytes, _ = _size_and_bytes(part["source"]["data"])
+    assert list(size) == report["images"][0]["send_size"] and n_bytes <= len(LETTER_PNG)
+    assert report["tokens_after"] < report["tokens_before"]
+
+
+def test_no_saving_sends_the_original_jpeg_untouched(server):
+    from langchain_anthropic import ChatAnthropic
+
+    jpeg = encode(render_page(600, 800, text_px=12, lines=20).convert("RGB"), "JPEG", quality=80)
+    b64 = base64.b64encode(jpeg).decode()
+    model = ChatAnthropic(model="claude-sonnet-4-5", base_url=server.url, api_key="test", max_retries=0)
+    report = _ask(model, CaresImageResizer(router=FixedRouter(2000), target="anthropic:claude-sonnet-4-5"),
+                  {"type": "image", "source": {"type": "base64", "media_type": "image/jpeg", "data": b64}})
+    [part] = [p for p in server.requests[-1]["messages"][0]["content"] if p.get("type") == "image"]
+    assert part["source"]["data"] == b64 and part["source"]["media_type"] == "image/jpeg"
+    assert "cannot save" in report["images"][0]["cannot_save"]
+
+
+def test_gemini_3_gets_media_resolution_per_image():
+    pytest.importorskip("langchain_google_genai")
+    from langchain_google_genai import ChatGoogleGenerativeAI
+
+    bodies = []
+
+    def answer(request):
+        bodies.append(json.loads(request.body))
+        reply = {"candidates": [{"content": {"role": "model", "parts": [{"text": "ok"}]}, "finishReason": "STOP"}],
+                 "usageMetadata": {"promptTokenCount": 1, "candidatesTokenCount": 1, "totalTokenCount": 2}}
+        return Reply(json.dumps(reply).encode(), headers={"Content-Type": "application/json"})
+
+    path = "/v1beta/models/gemini-3-flash-preview:generateContent"
+    server = Loopback({path: answer, path.replace("v1beta", "v1"): answer}).start()
+    try:
+        model = ChatGoogleGenerativeAI(model="gemini-3-flash-preview", base_url=server.url(""), api_key="test",
+                                       max_retries=0)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            report = _ask(model, CaresImageResizer(router=FixedRouter(512), target="gemini-3"),
+                          {"type": "image_url", "image_url": {"url": LETTER_URL}})
+    finally:
+        server.stop()
+    [part] = [p for p in bodies[-1]["contents"][0]["parts"] if "inlineData" in p or "inline_data" in p]
+    assert part["mediaResolution"] == {"level": "MEDIA_RESOLUTION_LOW"}
+    inline = part.get("inlineData") or part["inline_data"]
+    size, n_bytes, _ = _size_and_bytes(inline["data"])
+    assert list(size) == report["images"][0]["send_size"] and n_bytes <= len(LETTER_PNG)
+    assert report["tokens_before"] == 1120 and report["tokens_after"] == 280
