@@ -160,3 +160,16 @@ def test_gemini_3_gets_media_resolution_per_image():
     size, n_bytes, _ = _size_and_bytes(inline["data"])
     assert list(size) == report["images"][0]["send_size"] and n_bytes <= len(LETTER_PNG)
     assert report["tokens_before"] == 1120 and report["tokens_after"] == 280
+
+
+def test_cares_savings_totals_a_chain_run(server):
+    from cares_integrations.langchain import cares_savings
+
+    chain = CaresImageResizer(router=FixedRouter(512), target="openai:gpt-4o") | _openai(server)
+    block = {"type": "image_url", "image_url": {"url": LETTER_URL}}
+    with cares_savings() as savings:
+        chain.batch([[HumanMessage(content=[{"type": "text", "text": "title?"}, block])]] * 2)
+    assert savings.images == 2 and savings.resized == 2
+    assert savings.per_target == {"openai:gpt-4o": {"images": 2, "tokens_before": 1530, "tokens_after": 170}}
+    assert 0 < savings.bytes_after < savings.bytes_before == 2 * len(LETTER_PNG)
+    assert "765" not in repr(savings) and "1530 -> 170" in repr(savings)

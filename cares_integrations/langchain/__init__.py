@@ -17,6 +17,7 @@ require("langchain_core", "langchain", purpose="the LangChain integration")
 from .chat_model import CaresChatModel  # noqa: E402
 from .documents import CaresDocumentTransformer  # noqa: E402
 from .resizer import EVENT_NAME, CaresImageResizer  # noqa: E402
+from .savings import CaresSavingsHandler, cares_savings  # noqa: E402
 from .tools import CaresPageImageTool, PageImageInput, make_page_image_tool, wrap_tool  # noqa: E402
 
 
@@ -37,7 +38,9 @@ __all__ = [
     "CaresDocumentTransformer",
     "CaresImageResizer",
     "CaresPageImageTool",
+    "CaresSavingsHandler",
     "PageImageInput",
+    "cares_savings",
     "make_page_image_tool",
     "wrap_tool",
 ]
