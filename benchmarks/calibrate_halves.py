@@ -75,7 +75,9 @@ def main(argv=None) -> int:
                 point = "as is" if report.scale is None else f"max({report.floor}, {report.scale:g}x)"
                 fixed_s = f"fixed {best[0]}: kept {best[1]:.3f} saved {best[2]:.1%}" if best else "no fixed size keeps it"
                 print(f"{reader:<10} R={target:.2f} {name}: fit n={report.n} -> {point}; held-out n={len(held)} kept "
-                      f"{kept:.3f} saved {saved:.1%} | best {fixed_s} | {'PASS' if passed else 'FAIL'}")
+                      f"{kept:.3f} saved {saved:.1%} | best {fixed_s} | {'PASS' if passed else 'FAIL'}"
+                      + (f" (cheapest point at R on the fit half needs ~{report.best_on_sample['n_needed']} samples)"
+                         if report.scale is None and report.best_on_sample and report.best_on_sample["n_needed"] else ""))
     print("all pass" if ok else "some fail")
     return 0
 

@@ -17,7 +17,8 @@ Q = "What is the revenue for item 10?"
 
 @pytest.fixture(scope="module")
 def router() -> TextScaleRouter:
-    return TextScaleRouter()
+    # the measuring rule itself: no cap, the old floor (the shipped caps are tested below)
+    return TextScaleRouter(text_cap=None, floor=384, min_text_px=5.0)
 
 
 @pytest.fixture(scope="module")
@@ -120,20 +121,20 @@ def test_route_batch_equals_per_image_route(router, page_image, small_text_page,
 
 def test_footnote_question_sizes_for_the_smallest_text():
     page = generate_page(seed=0, index=4, dpi=200, page_size="letter")
-    router = TextScaleRouter()
+    router = TextScaleRouter(text_cap=None, floor=384, min_text_px=5.0)
     plain = router.route(page.image, 'What is the value of "Due date"?').long_side
     foot = router.route(page.image, 'According to footnote 1, what is the "Audit code"?').long_side
     assert foot >= plain
     m = router.measure(page.image)
     assert m.min_px < m.small_px
-    off = TextScaleRouter(question_hints=False)
+    off = TextScaleRouter(question_hints=False, text_cap=None, floor=384, min_text_px=5.0)
     assert off.route(page.image, "footnote 1?").long_side == off.route(page.image, "x").long_side
 
 
 def test_options_change_the_size(small_text_page):
-    base = TextScaleRouter(min_text_px=4).route(small_text_page, Q).long_side
-    assert TextScaleRouter(min_text_px=2).route(small_text_page, Q).long_side < base
-    assert TextScaleRouter(min_text_px=2, floor=1000).route(small_text_page, Q).long_side >= 1000
+    base = TextScaleRouter(min_text_px=4, text_cap=None, floor=384).route(small_text_page, Q).long_side
+    assert TextScaleRouter(min_text_px=2, text_cap=None, floor=384).route(small_text_page, Q).long_side < base
+    assert TextScaleRouter(min_text_px=2, floor=1000, text_cap=None).route(small_text_page, Q).long_side >= 1000
 
 
 def test_policy_clamps_and_targets_apply(small_text_page):
@@ -157,3 +158,14 @@ def test_loaders_give_the_text_scale_router():
 
 async def test_async_route_matches(router, page_image):
     assert await router.aroute(page_image, Q) == router.route(page_image, Q)
+
+
+def test_shipped_defaults_cap_text_pages_and_halve_titles(small_text_page):
+    router = TextScaleRouter()
+    assert router.route(small_text_page, Q).long_side == 896  # capped: the corpus refit (docs/quality.md)
+    title = router.route(small_text_page, "What is the title of this page?").long_side
+    assert title == 768  # half the request, then the 768 floor
+    with pytest.raises(ValueError, match="text_cap"):
+        TextScaleRouter(text_cap=0)
+    with pytest.raises(ValueError, match="title_scale"):
+        TextScaleRouter(title_scale=0)

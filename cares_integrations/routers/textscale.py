@@ -39,13 +39,14 @@ from ..core.view import ViewSpec
 
 __all__ = ["TextScaleRouter", "TextMeasure", "measure_text", "measure_view"]
 
-DEFAULT_MIN_TEXT_PX = 5.0
+DEFAULT_MIN_TEXT_PX = 4.75
 DEFAULT_WORKING_SIZE = 2400
 DEFAULT_QUANTILE = 0.02
-DEFAULT_FLOOR = 384
+DEFAULT_FLOOR = 768
 DEFAULT_PHOTO_LONG_SIDE = 1024
 DEFAULT_BLANK_LONG_SIDE = 384
-DEFAULT_TITLE_SCALE = 1.0
+DEFAULT_TITLE_SCALE = 0.5
+DEFAULT_TEXT_CAP = 896
 _FINE_PRINT = re.compile(r"\b(foot\s?notes?|fine\s+print|small\s+print|disclaimers?|legal\s+notice)\b", re.I)
 _TITLE = re.compile(r"\b(title|heading|headline)\b", re.I)
 
@@ -199,6 +200,7 @@ class TextScaleRouter(Router):
     - ``photo_long_side``: long side for images that are not documents (no paper background).
     - ``blank_long_side``: long side for pages without text.
     - ``question_hints``: a question about footnotes / fine print sizes for the smallest text.
+    - ``text_cap``: never ask for more than this long side on a text page (None: no cap).
     - ``title_scale``: with ``question_hints``, a question about the page's title or heading asks
       for this fraction of the long side (titles are the page's largest text).
 
@@ -211,7 +213,8 @@ class TextScaleRouter(Router):
     def __init__(self, *, min_text_px: float = DEFAULT_MIN_TEXT_PX, quantile: float = DEFAULT_QUANTILE,
                  working_size: int = DEFAULT_WORKING_SIZE, floor: int = DEFAULT_FLOOR,
                  photo_long_side: int = DEFAULT_PHOTO_LONG_SIDE, blank_long_side: int = DEFAULT_BLANK_LONG_SIDE,
-                 question_hints: bool = True, title_scale: float = DEFAULT_TITLE_SCALE, **options: Any) -> None:
+                 question_hints: bool = True, title_scale: float = DEFAULT_TITLE_SCALE,
+                 text_cap: int | None = DEFAULT_TEXT_CAP, **options: Any) -> None:
         super().__init__(**options)
         if not min_text_px > 0:
             raise ValueError(f"min_text_px must be positive, got {min_text_px}")
@@ -232,6 +235,9 @@ class TextScaleRouter(Router):
         if not 0 < title_scale <= 1:
             raise ValueError(f"title_scale must be in (0, 1], got {title_scale}")
         self.title_scale = float(title_scale)
+        if text_cap is not None and int(text_cap) <= 0:
+            raise ValueError(f"text_cap must be a positive pixel size or None, got {text_cap}")
+        self.text_cap = None if text_cap is None else int(text_cap)
 
     @property
     def view_spec(self) -> ViewSpec:
@@ -269,8 +275,10 @@ class TextScaleRouter(Router):
         elif self.question_hints and query and _TITLE.search(query):
             factor = self.title_scale
         assert text_px is not None
-        wanted = factor * long_side * self.min_text_px / max(text_px, 1e-6)
-        return float(min(long_side, max(self.floor, wanted)))
+        wanted = max(self.floor, factor * long_side * self.min_text_px / max(text_px, 1e-6))
+        if self.text_cap is not None:
+            wanted = min(wanted, self.text_cap)
+        return float(min(long_side, wanted))
 
     def _predict(self, images: list[DecodedImage], queries: list[str]) -> list[Prediction]:
         out = []
