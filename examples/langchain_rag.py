@@ -145,7 +145,9 @@ def main() -> None:
             img = event["images"][0]
             (ow, oh), (sw, sh) = img["original_size"], img["send_size"]
             print(f"- {question}\n    {ow}x{oh} -> {sw}x{sh} px; visual tokens {event['tokens_before']} -> "
-                  f"{event['tokens_after']}; model {answer.content}")
+                  f"{event['tokens_after']} ({img.get('step')}); model {answer.content}")
+            if img.get("cannot_save"):
+                print(f"    why nothing was saved: {img['cannot_save']}")
         before = sum(e["tokens_before"] for e in events)
         after = sum(e["tokens_after"] for e in events)
         print(f"  total visual tokens: {before} -> {after} ({100 * (before - after) / before:.0f}% fewer)")

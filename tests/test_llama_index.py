@@ -356,6 +356,7 @@ def test_event_and_span_report_decisions_and_tokens(llm, store, collector):
     assert event.tokens_before == sum(d["tokens_before"] for d in event.decisions)
     assert event.tokens_after == sum(d["tokens_after"] for d in event.decisions) < event.tokens_before
     assert event.tokens_saved > 0
+    assert event.bytes_after == sum(d["bytes_after"] for d in event.decisions) < event.bytes_before
     span_names = [s.id_.split("-")[0] for s in spans.completed_spans]
     assert "CaresImagePostprocessor._postprocess_nodes" in span_names
     assert event.span_id is not None and event.span_id.startswith("CaresImagePostprocessor._postprocess_nodes")

@@ -33,6 +33,8 @@ class CaresResizeEvent(BaseEvent):
     cache_hits: int = Field(default=0, description="Images answered from a decision cache instead of routed again.")
     tokens_before: Optional[int] = Field(default=None, description="Visual tokens of the originals, summed.")
     tokens_after: Optional[int] = Field(default=None, description="Visual tokens of what is sent, summed.")
+    bytes_before: Optional[int] = Field(default=None, description="Encoded bytes of the originals, summed.")
+    bytes_after: Optional[int] = Field(default=None, description="Encoded bytes of what is sent, summed.")
 
     @classmethod
     def class_name(cls) -> str:
@@ -64,4 +66,14 @@ def build_event(
         decisions=list(decisions),
         n_skipped=sum(1 for r in results if r.decision is None),
         **summarize(results),
+        **_byte_totals(results),
     )
+
+
+def _byte_totals(results: Sequence[ImageResult]) -> dict[str, Optional[int]]:
+    """Bytes before/after over the routed images that have encoded bytes (None when none do)."""
+    sized = [r.decision for r in results if r.decision is not None and r.decision.bytes_after is not None]
+    if not sized:
+        return {"bytes_before": None, "bytes_after": None}
+    return {"bytes_before": sum(d.bytes_before or d.bytes_after for d in sized),
+            "bytes_after": sum(d.bytes_after for d in sized)}
