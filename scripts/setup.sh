@@ -11,7 +11,8 @@
 #   TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu bash scripts/setup.sh all     # CPU only
 #   TORCH_INDEX_URL=https://download.pytorch.org/whl/cu128 bash scripts/setup.sh all   # CUDA 12.8
 # or install your own torch first: it is left alone. Extras that need Tesseract (train, test,
-# all) install it from Debian packages when it is missing.
+# all) install it and poppler-utils (the corpus's PDF text layer) from Debian packages when
+# missing; PP-OCR (rapidocr-onnxruntime) comes with the train extra from PyPI.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 PY="${PYTHON:-python}"
@@ -37,11 +38,12 @@ if [ -n "$EXTRAS" ]; then SPEC=".[${EXTRAS}]"; fi
 
 case ",$EXTRAS," in
   *,all,*|*,test,*|*,train,*)
-    if ! command -v tesseract >/dev/null 2>&1 || [ ! -e /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ]; then
-      echo "setup: installing Tesseract OCR and the DejaVu fonts (Debian packages)"
+    if ! command -v tesseract >/dev/null 2>&1 || ! command -v pdftotext >/dev/null 2>&1 \
+        || [ ! -e /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ]; then
+      echo "setup: installing Tesseract OCR, poppler-utils and the DejaVu fonts (Debian packages)"
       SUDO=""; if [ "$(id -u)" != "0" ]; then SUDO="sudo"; fi
       $SUDO apt-get update -qq
-      DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq tesseract-ocr tesseract-ocr-eng fonts-dejavu-core >/dev/null
+      DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq tesseract-ocr tesseract-ocr-eng poppler-utils fonts-dejavu-core >/dev/null
     fi
     ;;
 esac

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Iterable, Sequence
 
-__all__ = ["normalize_answer", "levenshtein", "nls", "anls", "mean_anls"]
+__all__ = ["normalize_answer", "levenshtein", "nls", "anls", "mean_anls", "squash", "find_answer", "reading_score"]
 
 
 def normalize_answer(text: str) -> str:
@@ -84,3 +84,56 @@ def mean_anls(
     if not predictions:
         raise ValueError("mean_anls needs at least one prediction")
     return sum(anls(p, a, threshold=threshold) for p, a in zip(predictions, answers)) / len(predictions)
+
+
+def squash(text: str) -> str:
+    """Lowercase, Unicode-compatibility-normalise (ligatures, curly quotes) and drop all whitespace:
+    the form in which a reader's text and an answer are compared by :func:`find_answer`."""
+    import unicodedata
+
+    text = unicodedata.normalize("NFKC", text).lower()
+    text = text.translate(_QUOTES)
+    return "".join(text.split())
+
+
+_QUOTES = str.maketrans({"\u2018": "'", "\u2019": "'", "\u201c": '"', "\u201d": '"', "\u2013": "-", "\u2014": "-",
+                         "\u2212": "-"})
+
+
+def find_answer(answer: str, text: str) -> tuple[float, str]:
+    """Where ``answer`` is in a reader's ``text``, matched inside tokens and across dropped spaces.
+
+    Both are :func:`squash`-ed; the score is ``1 - d / len(answer)`` where ``d`` is the smallest
+    edit distance between the answer and any substring of the text (semi-global alignment), so
+    ``"tothe problem"`` holds ``"to the"`` exactly. Returns (score in [0, 1], matched substring).
+    """
+    a, t = squash(answer), squash(text)
+    if not a:
+        return (1.0, "") if not t else (0.0, "")
+    pos = t.find(a)
+    if pos >= 0:
+        return 1.0, t[pos:pos + len(a)]
+    if not t:
+        return 0.0, ""
+    n = len(t)
+    # previous[j]: distance of a[:i] to the best substring of t ending at j; start[j]: its start
+    previous, start = [0] * (n + 1), list(range(n + 1))
+    for i, ca in enumerate(a, 1):
+        current, cstart = [i] + [0] * n, [0] * (n + 1)
+        for j in range(1, n + 1):
+            sub = previous[j - 1] + (ca != t[j - 1])
+            dele = previous[j] + 1
+            ins = current[j - 1] + 1
+            best = min(sub, dele, ins)
+            current[j] = best
+            cstart[j] = start[j - 1] if best == sub else (start[j] if best == dele else cstart[j - 1])
+        previous, start = current, cstart
+    j = min(range(n + 1), key=lambda k: (previous[k], k))
+    return max(0.0, 1.0 - previous[j] / len(a)), t[start[j]:j]
+
+
+def reading_score(prediction: str, answers: str | Sequence[str]) -> float:
+    """The corpus labels' score: the best :func:`find_answer` score over the reference answers."""
+    if isinstance(answers, str):
+        answers = [answers]
+    return max(find_answer(a, prediction)[0] for a in answers)

@@ -6,7 +6,8 @@ The top-level ``cares`` command (``cares_integrations.cli``) hands these three s
 
 Targets for ``cares label`` (:func:`make_target`):
 
-- ``ocr``: the offline Tesseract reader (``training.ocr.OcrReader``);
+- ``ocr`` (or ``ocr:tesseract``): the offline Tesseract reader (``training.ocr.OcrReader``);
+- ``ocr:ppocr``: the offline PP-OCRv4 reader (``training.ppocr.PpOcrReader``, rapidocr-onnxruntime);
 - ``hf:MODEL_ID_OR_PATH``: a local transformers VLM (:class:`.targets.TransformersTarget`);
 - ``langchain:module.path:attribute``: a LangChain chat model object, or a class / factory
   called with no arguments that returns one (:class:`.targets.LangChainChatTarget`), e.g.
@@ -40,10 +41,14 @@ def make_target(spec: str, *, max_new_tokens: int = 32, batch_size: int = 8, dev
                 dtype: str | None = None, max_concurrency: int = 4, max_retries: int = 3,
                 prompt_template: str | None = None, image_format: str = "PNG") -> Any:
     """Build a labeling target from its command-line form (``ocr``, ``hf:...``, ``langchain:...``)."""
-    if spec == "ocr":
+    if spec in ("ocr", "ocr:tesseract"):
         from .ocr import OcrReader
 
         return OcrReader()
+    if spec == "ocr:ppocr":
+        from .ppocr import PpOcrReader
+
+        return PpOcrReader()
     if spec.startswith("hf:"):
         from .targets import TransformersTarget
 
@@ -62,7 +67,7 @@ def make_target(spec: str, *, max_new_tokens: int = 32, batch_size: int = 8, dev
             chat_model = chat_model()
         return LangChainChatTarget(chat_model, max_concurrency=max_concurrency, max_retries=max_retries,
                                    prompt_template=prompt_template, image_format=image_format)
-    raise ValueError(f"unknown target {spec!r}; use 'ocr', 'hf:MODEL_ID_OR_PATH' or "
+    raise ValueError(f"unknown target {spec!r}; use 'ocr', 'ocr:ppocr', 'hf:MODEL_ID_OR_PATH' or "
                      "'langchain:module.path:attribute'")
 
 
@@ -106,7 +111,8 @@ def _label_parser(sub: argparse._SubParsersAction) -> None:
             "the best score (the highest when none is). Results are appended to OUT as they finish;\n"
             "rerunning the same command resumes where it stopped.\n\n"
             "targets:\n"
-            "  ocr                              the offline Tesseract reader\n"
+            "  ocr (or ocr:tesseract)           the offline Tesseract reader\n"
+            "  ocr:ppocr                        the offline PP-OCRv4 reader (rapidocr-onnxruntime)\n"
             "  hf:MODEL_ID_OR_PATH              a local transformers VLM (greedy decoding)\n"
             "  langchain:module.path:attribute  a LangChain chat model object or factory,\n"
             "                                   e.g. langchain:langchain_openai:ChatOpenAI\n\n" + _FORMATS),

@@ -138,8 +138,14 @@ def relabel(records: Iterable[LabelRecord], *, tau: float = 0.85, delta: float =
 
 
 def _read_jsonl(path: Path) -> tuple[list[tuple[int, dict]], int | None]:
-    """Parsed (line number, object) pairs, and the byte offset of a torn last line (or None)."""
+    """Parsed (line number, object) pairs, and the byte offset of a torn last line (or None).
+
+    A ``.gz`` file is read decompressed (the corpus ships its labels gzipped)."""
     data = path.read_bytes()
+    if path.suffix == ".gz":
+        import gzip
+
+        data = gzip.decompress(data)
     rows: list[tuple[int, dict]] = []
     offset = 0
     lines = data.split(b"\n")
@@ -211,7 +217,9 @@ def _check_unique(samples: Sequence[Mapping[str, Any]], where: str) -> None:
 
 
 def load_labels(path: str | os.PathLike) -> list[LabelRecord]:
-    """Read a labels JSONL; a torn last line (an interrupted run) is ignored."""
+    """Read a labels JSONL (or ``.jsonl.gz``); a torn last line (an interrupted run) is ignored.
+
+    Records may carry different resolution lists (each page's own native long side last)."""
     path = Path(path)
     rows, _ = _read_jsonl(path)
     return [LabelRecord.from_json(obj, where=f"{path}:{n}") for n, obj in rows]

@@ -38,7 +38,8 @@ from ..core.optional import require
 from .anls import levenshtein
 from .targets import Target
 
-__all__ = ["OcrReader", "OcrWord", "ParsedQuestion", "parse_question", "answer_from_words", "TesseractMissingError"]
+__all__ = ["OcrReader", "OcrWord", "ParsedQuestion", "parse_question", "answer_from_words", "split_glued",
+           "TesseractMissingError"]
 
 DEFAULT_CONFIG = "--oem 1 --psm 3 -c tessedit_do_invert=0"
 """LSTM engine, automatic page segmentation (keeps reading order across columns for ``after``
@@ -136,20 +137,63 @@ def parse_question(question: str) -> ParsedQuestion:
 
 
 def _find_anchor(words: list[OcrWord], anchor: str, min_score: float = 0.75) -> list[tuple[float, int, int]]:
-    """All matches of ``anchor`` in reading order: (score, start, end-exclusive), best first."""
+    """All matches of ``anchor`` in reading order: (score, start, end-exclusive), best first.
+
+    A window of words matches with spaces or without them (a reader that drops spaces glues
+    ``"Create a"`` into one token ``"Createa"``), so shorter windows are tried too.
+    """
     target = [t for t in (_norm_token(x) for x in anchor.split()) if t]
     if not target:
         return []
-    joined = " ".join(target)
+    joined, flat = " ".join(target), "".join(target)
     n = len(target)
     matches = []
-    for i in range(len(words) - n + 1):
-        window = " ".join(w.norm for w in words[i:i + n])
-        score = _similarity(window, joined)
-        if score >= min_score:
-            matches.append((score, i, i + n))
+    for size in range(n, 0, -1):
+        for i in range(len(words) - size + 1):
+            norms = [w.norm for w in words[i:i + size]]
+            score = _similarity("".join(norms), flat)
+            if size == n:
+                score = max(score, _similarity(" ".join(norms), joined))
+            if score >= min_score:
+                matches.append((score, i, i + size))
     matches.sort(key=lambda m: (-m[0], m[1]))
     return matches
+
+
+def _split_word(word: OcrWord, at: int) -> list[OcrWord]:
+    """Split one word after character ``at`` (boxes proportional to characters)."""
+    if not 0 < at < len(word.text):
+        return [word]
+    per = word.width / max(1, len(word.text))
+    left_w = max(1, round(at * per))
+    return [OcrWord(word.text[:at], word.left, word.top, left_w, word.height, word.block, word.par, word.line, word.conf),
+            OcrWord(word.text[at:], word.left + left_w, word.top, max(1, word.width - left_w), word.height,
+                    word.block, word.par, word.line, word.conf)]
+
+
+def split_glued(words: Sequence[OcrWord], anchor: str) -> list[OcrWord]:
+    """Words with ``anchor`` cut out of glued tokens: where a reader dropped the spaces around
+    it (``"tothe"`` for ``"to the"``), the tokens it starts or ends inside are split there."""
+    flat = "".join(anchor.lower().split())
+    words = list(words)
+    if not flat:
+        return words
+    for i in range(len(words)):
+        text, bounds = "", []
+        for j in range(i, min(len(words), i + len(flat) + 1)):
+            bounds.append((j, len(text)))
+            text += words[j].text.lower()
+            pos = text.find(flat)
+            if pos < 0 or pos >= len(words[i].text):
+                continue
+            end = pos + len(flat)
+            out = list(words)
+            k, start = max((b for b in bounds if b[1] < end), key=lambda b: b[1])
+            out[k:k + 1] = _split_word(words[k], end - start)
+            if pos > 0:
+                out[i:i + 1] = _split_word(out[i], pos)
+            return out
+    return words
 
 
 def _box(words: Sequence[OcrWord]) -> tuple[int, int, int, int]:
@@ -238,6 +282,11 @@ def answer_from_words(words: Sequence[OcrWord], question: str) -> str:
         return _chart_value(words, parsed.anchors[0])
     if parsed.kind in ("field", "after"):
         matches = _find_anchor(words, parsed.anchors[0])
+        if not matches or matches[0][0] < 1.0:
+            glued = split_glued(words, parsed.anchors[0])
+            again = _find_anchor(glued, parsed.anchors[0]) if len(glued) != len(words) else []
+            if again and (not matches or again[0][0] > matches[0][0]):
+                words, matches = glued, again
         for _, s, e in matches:
             value = _field_value(words, s, e) if parsed.kind == "field" else _after_value(words, s, e)
             if value:
@@ -290,8 +339,9 @@ class OcrReader(Target):
         return f"OcrReader(work_long_side={self.work_long_side}, config={self.config!r}, workers={self.workers})"
 
     # -- OCR -------------------------------------------------------------------------------------
-    def to_working_scale(self, image: Image.Image) -> Image.Image:
-        """Grayscale the image and bring its long side to ``work_long_side`` (bicubic)."""
+    def to_working_scale(self, image: Image.Image, *, scale: float | None = None) -> Image.Image:
+        """Grayscale the image and bring its long side to ``work_long_side`` (bicubic), or
+        resize it by ``scale`` when given."""
         if not isinstance(image, Image.Image):
             raise TypeError(f"images must be PIL images, got {type(image).__name__}")
         if image.mode in ("RGBA", "LA", "P"):
@@ -300,7 +350,8 @@ class OcrReader(Target):
             image = Image.alpha_composite(bg, rgba)
         gray = image.convert("L")
         w, h = gray.size
-        scale = self.work_long_side / max(w, h)
+        if scale is None:
+            scale = self.work_long_side / max(w, h)
         if abs(scale - 1) < 1e-3:
             return gray
         size = (max(1, round(w * scale)), max(1, round(h * scale)))
@@ -313,14 +364,19 @@ class OcrReader(Target):
         h.update(image.tobytes())
         return h.hexdigest()
 
-    def read_words(self, image: Image.Image) -> list[OcrWord]:
-        """OCR one image at the working scale; words in Tesseract's reading order (cached)."""
-        key = self._key(image)
+    def read_words(self, image: Image.Image, *, scale: float | None = None) -> list[OcrWord]:
+        """OCR one image at the working scale; words in Tesseract's reading order (cached).
+
+        ``scale``: resize by this factor instead of to ``work_long_side`` (for a crop of a page,
+        the factor the whole page gets, so the crop is read at the page's working scale); word
+        boxes are then in the scaled image's pixels.
+        """
+        key = self._key(image) + (f"@{scale:.6f}" if scale is not None else "")
         with self._lock:
             if key in self._cache:
                 self._cache.move_to_end(key)
                 return self._cache[key]
-        words = self._ocr(self.to_working_scale(image))
+        words = self._ocr(self.to_working_scale(image, scale=scale))
         with self._lock:
             self._cache[key] = words
             while len(self._cache) > self.cache_size:
