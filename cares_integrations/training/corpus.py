@@ -135,8 +135,25 @@ DOCUMENTS: tuple[Document, ...] = (
     Document("fftw-html-2", "html", "fftw-docs", "usr/share/doc/fftw-docs/html/fftw_2.html", max_pages=12),
     Document("asymptote-faq-2", "html", "asymptote-doc", "usr/share/doc/asymptote/faq/section2.html", max_pages=8),
     Document("xorg-releasenotes-html", "html", "xorg-docs", "usr/share/doc/xorg-docs/ReleaseNotes.html", max_pages=12),
+    # second batch (appended: the dpi of a document follows its position here)
+    Document("icccm-spec", "spec", "xorg-docs", "usr/share/doc/xorg-docs/icccm/icccm.pdf.gz"),
+    Document("ctext-spec", "spec", "xorg-docs", "usr/share/doc/xorg-docs/ctext/ctext.pdf.gz"),
+    Document("xlfd-spec", "spec", "xorg-docs", "usr/share/doc/xorg-docs/xlfd/xlfd.pdf.gz", degrade=True),
+    Document("dps-spec", "spec", "xorg-docs", "usr/share/doc/xorg-docs/graphics/dps.pdf.gz"),
+    Document("xkb-config-manual", "manual", "xorg-docs", "usr/share/doc/xorg-docs/input/XKB-Config.pdf.gz"),
+    Document("xorg-fonts-manual", "manual", "xorg-docs", "usr/share/doc/xorg-docs/fonts/fonts.pdf.gz"),
+    Document("gmpl-es-manual", "manual", "glpk-doc", "usr/share/doc/glpk-doc/gmpl_es.pdf"),
+    Document("numerica-manual", "manual", "texlive-science-doc", f"{_TL}/numerica/numerica.pdf", degrade=True),
+    Document("expex-manual", "manual", "texlive-humanities-doc", "usr/share/doc/texlive-doc/generic/expex/expex-doc.pdf"),
+    Document("poemscol-book", "book", "texlive-humanities-doc", f"{_TL}/poemscol/poemscol.pdf"),
+    Document("bytefield-tables", "table", "texlive-science-doc", f"{_TL}/bytefield/bytefield.pdf"),
+    Document("hepnames-tables", "table", "texlive-science-doc", f"{_TL}/hepnames/hepnicenames-rm.pdf"),
+    Document("debian-reference-ch02", "html", "debian-reference-en", "usr/share/debian-reference/ch02.en.html", max_pages=12),
+    Document("debian-handbook-basic-config", "html", "debian-handbook",
+             "usr/share/doc/debian-handbook/html/en-US/basic-configuration.html", max_pages=12),
+    Document("scons-html-apa", "html", "scons-doc", "usr/share/doc/scons/HTML/apa.html", max_pages=12, degrade=True),
 )
-"""The corpus: 54 documents of 8 kinds from 15 Debian documentation packages."""
+"""The corpus: 68 documents of 8 kinds from 15 Debian documentation packages."""
 
 
 # -- text layer ---------------------------------------------------------------------------------
