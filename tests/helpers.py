@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import http.server
 import io
+import struct
 import threading
 import time
+import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -50,6 +52,17 @@ def render_page(width: int = 850, height: int = 1100, *, text_px: int = 14, line
         texts.append(((40, y), f"Line {i + 1}: revenue for item {i * 7 + 3} was {1000 + i * 37} EUR", text_px))
         y += int(text_px * 1.6)
     return render_text((width, height), texts)
+
+
+def png_header(width: int, height: int) -> bytes:
+    """A PNG whose header claims ``width`` x ``height`` (its data is a few bytes: cheap to make,
+    where encoding a real image that large takes seconds)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
 
 
 def encode(img: Image.Image, fmt: str = "PNG", **params) -> bytes:

@@ -9,10 +9,9 @@ import io
 import os
 import subprocess
 import threading
-import zlib
-import struct
 
 import pytest
+from helpers import png_header
 
 pytest.importorskip("langchain_core")
 pytest.importorskip("llama_index.core")
@@ -310,19 +309,9 @@ def test_a_callers_multi_frame_image_is_left_as_it_was(fmt, frame):
 # -- finding 9: max_pixels=None ---------------------------------------------------------------------
 
 
-def _png_header(width: int, height: int) -> bytes:
-    """A PNG whose header claims ``width`` x ``height`` (its data is a few bytes: cheap to make)."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
-
-
 @pytest.mark.parametrize("size,max_pixels", [((10000, 10000), None), ((15000, 13000), 200_000_000)])
 def test_max_pixels_none_or_above_pillows_limit_lifts_the_guard(size, max_pixels):
-    data = _png_header(*size)
+    data = png_header(*size)
     with pytest.raises(DecompressionBombError):
         load_image(data)  # the default guard refuses it
     with pytest.raises(ImageDecodeError) as info:  # lifted: it gets as far as decoding the (truncated) data

@@ -42,8 +42,8 @@ def test_shipped_weights_load_and_route(shipped, page_image):
     d = shipped.route(page_image, QUESTIONS[0], target="openai:gpt-4o")
     assert d.router == "learned-default"
     assert d.bins == list(shipped.policy.bins) and len(d.probabilities) == len(d.bins)
-    assert sum(d.probabilities) == pytest.approx(1.0, abs=1e-5)
-    assert 1 <= d.long_side <= max(page_image.size)
+    assert d.probabilities == pytest.approx(shipped.predict_proba([page_image], [QUESTIONS[0]])[0].tolist(), abs=1e-6)
+    assert d.raw_long_side == pytest.approx(sum(p * b for p, b in zip(d.probabilities, d.bins)), abs=1e-3)
     assert d.tokens_after <= d.tokens_before
 
 

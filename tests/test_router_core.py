@@ -300,3 +300,34 @@ async def test_the_async_batch_path_goes_through_the_apredict_hook(page_png, pag
     assert router.async_batches == [2]  # one hook call for the two readable pages
     assert [r.decision.long_side for r in got[:2]] == [768, 768] and got[2].error
     assert await router.aroute_batch([], []) == []
+
+
+# -- logging ---------------------------------------------------------------------------------------
+
+
+def test_decisions_log_at_debug_and_passthroughs_at_warning(page_png, caplog):
+    import logging
+
+    with caplog.at_level(logging.DEBUG, logger="cares_integrations"):
+        results = route_and_resize(FixedRouter(384), [page_png, b"not an image", "https://example.com/p.png"], "q",
+                                   on_error="passthrough")
+    assert results[0].changed
+    by_level = {(r.levelname, r.name) for r in caplog.records}
+    assert ("DEBUG", "cares_integrations.core.router") in by_level
+    assert any("fixed-384" in r.getMessage() and "297x384" in r.getMessage() for r in caplog.records if r.levelname == "DEBUG")
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any("passed through unchanged" in m and "ImageDecodeError" in m for m in warnings)
+    assert any("left as is" in m and "remote fetching is off" in m for m in warnings)
+
+
+def test_the_logger_is_silent_by_default(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = ("from cares_integrations import FixedRouter, route_and_resize\n"
+            "r = route_and_resize(FixedRouter(64), [b'junk'], 'q', on_error='passthrough')\n"
+            "assert r[0].error\n")
+    root = Path(__file__).resolve().parent.parent
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root, check=True)
+    assert out.stderr == "" and out.stdout == ""

@@ -11,6 +11,7 @@ One image's failure, in decoding or in the router, fails only that image.
 from __future__ import annotations
 
 import asyncio
+import logging
 from dataclasses import dataclass, field
 from typing import Any, Literal, Sequence
 
@@ -24,6 +25,8 @@ from .payload import DecodedImage, ImageInput, load_image, mime_for_format
 from .resize import resize_and_encode
 from .router import ROUTER_TARGET, Router, _as_queries
 from .sources import ANY_LOCAL_FILE, LocalFilePolicy
+
+logger = logging.getLogger(__name__)
 
 OnError = Literal["raise", "passthrough"]
 
@@ -87,6 +90,7 @@ def _check_on_error(on_error: str) -> None:
 
 
 def _failed(img: Any, exc: Exception) -> ImageResult:
+    logger.warning("image passed through unchanged: %s: %s", type(exc).__name__, exc)
     return ImageResult(original=img, output=img, error=f"{type(exc).__name__}: {exc}", exception=exc)
 
 
@@ -111,6 +115,7 @@ def _decode_all(
                                       local_files=local_files, formats=router.formats))
             where.append(i)
         except ImageSkipped as exc:
+            logger.warning("image left as is: %s", exc.reason)
             results[i] = ImageResult(original=img, output=img, skipped_reason=exc.reason)
         except ImageDecodeError as exc:
             if on_error == "raise":
@@ -130,6 +135,7 @@ def _as_router_error(exc: Exception) -> CaresError:
 def _one_by_one(route: Any, decoded: list[DecodedImage], queries: list[str], target: Any,
                 on_error: OnError) -> list[Any]:
     """Route each image alone after a batch failed: a decision, or the error for that image."""
+    logger.warning("a batch of %d images failed in the router; routing each image alone", len(decoded))
     out: list[Any] = []
     targets = target if isinstance(target, (list, tuple)) else [target] * len(decoded)
     for d, q, t in zip(decoded, queries, targets):

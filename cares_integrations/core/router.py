@@ -27,10 +27,10 @@ from .sizing import send_size
 from .steps import plan
 from .view import ViewSpec, apply_view
 
-logger = logging.getLogger("cares_integrations")
-"""The library's logger: decisions at DEBUG, passthroughs and fallbacks at WARNING. It has a
-NullHandler, so it is silent unless the application configures logging."""
-logger.addHandler(logging.NullHandler())
+logging.getLogger("cares_integrations").addHandler(logging.NullHandler())
+# The library logs under "cares_integrations.*" (decisions at DEBUG, passthroughs and fallbacks at
+# WARNING); the NullHandler keeps it silent unless the application configures logging.
+logger = logging.getLogger(__name__)
 
 
 class _RouterTarget:

@@ -28,7 +28,7 @@ from typing import Any
 from ..core.router import Router
 from .fixed import FixedRouter
 
-logger = logging.getLogger("cares_integrations")
+logger = logging.getLogger(__name__)
 
 RouterFactory = Callable[..., Router]
 """``factory(arg, **options) -> Router``. ``arg`` is the text after ``NAME:`` (``"768"`` for
