@@ -38,12 +38,12 @@ def test_register_router_and_url_forms(clean_registry):
         seen.append(arg)
         return FixedRouter(512, **options)
 
-    register_router("http", remote, takes_argument=True)
-    router = load_router("http://127.0.0.1:8000", target="openai:gpt-4o")
-    assert seen == ["http://127.0.0.1:8000"] and router.source == "http://127.0.0.1:8000"
-    assert "http:ARG" in list_routers()
+    register_router("cares-tcp", remote, takes_argument=True)
+    router = load_router("cares-tcp://127.0.0.1:8000", target="openai:gpt-4o")
+    assert seen == ["cares-tcp://127.0.0.1:8000"] and router.source == "cares-tcp://127.0.0.1:8000"
+    assert "cares-tcp:ARG" in list_routers()
     with pytest.raises(ValueError, match="already registered"):
-        register_router("http", remote)
+        register_router("cares-tcp", remote)
     register_router("mine", lambda arg, **o: FixedRouter(99, **o))
     assert load_router("mine").fixed_long_side == 99
     with pytest.raises(ValueError, match="takes no argument"):
