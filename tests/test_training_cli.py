@@ -98,7 +98,9 @@ def test_eval_reports_errors_cleanly(tmp_path, capsys):
     assert "cares eval: error" in capsys.readouterr().err
     labels = tmp_path / "l.jsonl"
     labels.write_text("")
-    assert main(["eval", "--labels", str(labels), "--target", "no-such-model"]) == 1
+    with pytest.raises(SystemExit) as exit_info:
+        main(["eval", "--labels", str(labels), "--target", "no-such-model"])
+    assert exit_info.value.code == 2
     assert "no-such-model" in capsys.readouterr().err
 
 

@@ -102,6 +102,27 @@ def _load_folder(path: Path, **options: Any) -> Router:
     return load_gate(path, **options)
 
 
+#: The built-in router names ``load_router`` accepts besides ``fixed:N``, a folder and a hub id.
+BUILTIN_ROUTERS = ("default", "text-scale", "learned-default")
+
+#: One line naming every source form, for help texts.
+ROUTER_SOURCES = ("'default' (text-scale, embedded), 'text-scale', 'learned-default' (small learned router "
+                  "in the wheel), 'fixed:N' (always N px on the long side), a saved gate, learned or "
+                  "calibrated router folder ('./name'), or a hub id of a gate ('org/name' or 'hub:org/name')")
+
+
+def fixed_long_side(source: str) -> int:
+    """The pixel size of a ``fixed:N`` source; ValueError unless N is a positive integer."""
+    text = source.split(":", 1)[1]
+    try:
+        long_side = int(text)
+    except ValueError:
+        long_side = 0
+    if long_side <= 0:
+        raise ValueError(f"fixed router needs a positive pixel size, e.g. 'fixed:768', got {source!r}")
+    return long_side
+
+
 def load_router(source: str | os.PathLike | Router | None = None, *, device: str | None = None,
                 dtype: Any = None, **options: Any) -> Router:
     """Load a router by name, prefix, local folder or hub id (the order is in this module's
@@ -207,11 +228,7 @@ def _learned(arg: str | None, **options: Any) -> Router:
 
 
 def _fixed(arg: str, **options: Any) -> Router:
-    try:
-        long_side = int(arg)
-    except ValueError:
-        raise ValueError(f"fixed router needs a pixel size, e.g. 'fixed:768', got 'fixed:{arg}'") from None
-    return FixedRouter(long_side, **_without_device(options))
+    return FixedRouter(fixed_long_side(f"fixed:{arg}"), **_without_device(options))
 
 
 def _hub(arg: str, **options: Any) -> Router:

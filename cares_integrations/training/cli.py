@@ -23,6 +23,8 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
+from ..cli import CliParser, router_source, target_name
+
 __all__ = ["build_parser", "main", "make_target"]
 
 _FORMATS = """\
@@ -100,9 +102,9 @@ def _ints(text: str) -> list[int]:
 # -- label --------------------------------------------------------------------------------------
 
 
-def _label_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "label", formatter_class=argparse.RawDescriptionHelpFormatter,
+def _label_parser(parser: CliParser, sub: argparse._SubParsersAction) -> None:
+    p = parser.add_command(
+        sub, "label", formatter_class=argparse.RawDescriptionHelpFormatter,
         help="Label samples with a target model at each resolution (CARES Algorithm 1).",
         description=(
             "Run TARGET on every sample of DATASET at each resolution (the page resized to that long\n"
@@ -165,9 +167,9 @@ def _cmd_label(args: argparse.Namespace) -> int:
 # -- train --------------------------------------------------------------------------------------
 
 
-def _train_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "train", formatter_class=argparse.RawDescriptionHelpFormatter,
+def _train_parser(parser: CliParser, sub: argparse._SubParsersAction) -> None:
+    p = parser.add_command(
+        sub, "train", formatter_class=argparse.RawDescriptionHelpFormatter,
         help="Train and calibrate a gate head on labeled samples; saves a router folder.",
         description=(
             "Extract proxy-VLM features for every labeled sample once (cached), train a small head\n"
@@ -193,7 +195,8 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--lr", type=float, default=1e-3, help="learning rate (default: 1e-3)")
     p.add_argument("--batch-size", type=int, default=32, help="training batch size (default: 32)")
     p.add_argument("--label-smoothing", type=float, default=0.05, help="(default: 0.05)")
-    p.add_argument("--class-weights", default=None, help="'balanced' or comma-separated weights (default: none)")
+    p.add_argument("--class-weights", type=_class_weights, default=None,
+                   help="'balanced' or comma-separated weights (default: none)")
     p.add_argument("--val-fraction", type=float, default=0.2, help="stratified validation split (default: 0.2)")
     p.add_argument("--patience", type=int, default=5, help="early-stopping patience in epochs (default: 5)")
     p.add_argument("--seed", type=int, default=0, help="split, init and order seed (default: 0)")
@@ -204,14 +207,21 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
+def _class_weights(text: str) -> Any:
+    if text == "balanced":
+        return text
+    try:
+        return [float(w) for w in text.replace(" ", "").split(",") if w]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected 'balanced' or comma-separated numbers, got {text!r}") from None
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     try:
         from .train import train_gate_from_labels
     except ImportError as exc:  # pragma: no cover - depends on the install
         raise SystemExit(f"cares train: the training module is not available ({exc})") from exc
     weights: Any = args.class_weights
-    if weights and weights != "balanced":
-        weights = [float(w) for w in weights.split(",")]
     report = train_gate_from_labels(
         args.labels, args.dataset, base_model=args.base_model, out_dir=args.out, feature_layer=args.layer,
         pooling=args.pooling, preprocessing=args.preprocessing, layers_sweep=args.layers_sweep,
@@ -231,9 +241,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
 # -- eval ---------------------------------------------------------------------------------------
 
 
-def _eval_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "eval", formatter_class=argparse.RawDescriptionHelpFormatter,
+def _eval_parser(parser: CliParser, sub: argparse._SubParsersAction) -> None:
+    from ..routers.registry import ROUTER_SOURCES
+
+    p = parser.add_command(
+        sub, "eval", formatter_class=argparse.RawDescriptionHelpFormatter,
         help="Evaluate a router on labeled samples: accuracy, calibration, tokens saved vs retention.",
         description=(
             "Score policies on a labels file without calling the target again: native (pages as is),\n"
@@ -246,10 +258,9 @@ def _eval_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--labels", required=True, help="labels JSONL written by 'cares label'")
     p.add_argument("--dataset", default=None,
                    help="folder the labels' image paths are relative to (default: the labels file's folder)")
-    p.add_argument("--router", default=None,
-                   help="router to evaluate: a gate folder or hub id, 'text-scale', 'fixed:768', 'default' "
-                        "(default: none, labels-only policies)")
-    p.add_argument("--target", default=None,
+    p.add_argument("--router", type=router_source, default=None,
+                   help=f"router to evaluate: {ROUTER_SOURCES} (default: none, labels-only policies)")
+    p.add_argument("--target", type=target_name, default=None,
                    help="token cost model, e.g. openai:gpt-4o, anthropic:claude-sonnet-4, qwen2.5-vl "
                         "(default: none, cost in pixels)")
     p.add_argument("--mode", choices=("continuous", "discrete"), default=None, help="gate policy mode")
@@ -264,10 +275,6 @@ def _eval_parser(sub: argparse._SubParsersAction) -> None:
 def _cmd_eval(args: argparse.Namespace) -> int:
     from .evaluate import evaluate_labels, evaluate_router
 
-    if args.target is not None:
-        from ..core.tokens import get_target
-
-        get_target(args.target)  # fail before any work on an unknown name
     if args.router is not None:
         from ..routers.registry import load_router
 
@@ -297,9 +304,9 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 # -- calibrate ----------------------------------------------------------------------------------
 
 
-def _calibrate_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "calibrate", formatter_class=argparse.RawDescriptionHelpFormatter,
+def _calibrate_parser(parser: CliParser, sub: argparse._SubParsersAction) -> None:
+    p = parser.add_command(
+        sub, "calibrate", formatter_class=argparse.RawDescriptionHelpFormatter,
         help="Fit a router's safety margin on labeled samples, with a retention guarantee.",
         description=(
             "Pick an operating point (a scale on the router's long side and a floor, the fixed sizes\n"
@@ -310,7 +317,7 @@ def _calibrate_parser(sub: argparse._SubParsersAction) -> None:
             "on the sample and the sample size needed.\n\n" + _FORMATS),
     )
     p.add_argument("--labels", required=True, help="labels JSONL written by 'cares label'")
-    p.add_argument("--router", default="default",
+    p.add_argument("--router", type=router_source, default="default",
                    help="base router: 'default', 'text-scale', 'learned-default', 'fixed:N' or a gate folder")
     p.add_argument("--retention", type=float, required=True, help="retention to guarantee, e.g. 0.97")
     p.add_argument("--confidence", type=float, default=0.9, help="probability of the guarantee (default: 0.9)")
@@ -345,12 +352,12 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The parser for ``cares label|train|eval|calibrate``."""
-    parser = argparse.ArgumentParser(prog="cares", description="Label, train and evaluate CARES routers.")
+    parser = CliParser(prog="cares", description="Label, train and evaluate CARES routers.")
     sub = parser.add_subparsers(dest="command", required=True)
-    _label_parser(sub)
-    _train_parser(sub)
-    _eval_parser(sub)
-    _calibrate_parser(sub)
+    _label_parser(parser, sub)
+    _train_parser(parser, sub)
+    _eval_parser(parser, sub)
+    _calibrate_parser(parser, sub)
     return parser
 
 

@@ -651,12 +651,18 @@ def read_dataset(path: str | os.PathLike) -> list[dict]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line: write a synthetic dataset folder."""
-    p = argparse.ArgumentParser(description="Write synthetic document pages with extractive questions.")
-    p.add_argument("--n", type=int, default=100, help="number of pages")
-    p.add_argument("--seed", type=int, default=0)
+    from ..cli import CliParser, positive_int
+
+    p = CliParser(prog="python -m cares_integrations.training.synthetic",
+                  description="Write synthetic document pages with extractive questions.")
+    p.add_argument("--n", type=positive_int, default=100,
+                   help="number of pages (not samples: each page gets up to --max-questions questions; "
+                        "default: 100)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     p.add_argument("--dpi", type=int, default=None, help="fixed dpi (default: drawn from 100/150/200/300)")
     p.add_argument("--page-size", choices=sorted(PAGE_SIZES), default=None)
-    p.add_argument("--max-questions", type=int, default=6)
+    p.add_argument("--max-questions", type=positive_int, default=6,
+                   help="most questions per page (default: 6)")
     p.add_argument("--out", required=True, help="output folder")
     args = p.parse_args(argv)
     pages = generate_pages(args.n, args.seed, dpi=args.dpi, page_size=args.page_size, max_questions=args.max_questions)
