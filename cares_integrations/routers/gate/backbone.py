@@ -182,13 +182,18 @@ class ProxyBackbone:
         """
         from transformers import AutoModelForImageTextToText, AutoProcessor
 
+        from .hub import local_files_only
+
         dev = pick_device(device)
         dt = pick_dtype(dev, dtype)
+        offline = {"local_files_only": True} if local_files_only(
+            str(model_id_or_path), "config.json", revision=revision, what="proxy VLM") else {}
         try:
             model = AutoModelForImageTextToText.from_pretrained(
-                model_id_or_path, revision=revision, dtype=dt, **(model_kwargs or {})
+                model_id_or_path, revision=revision, dtype=dt, **offline, **(model_kwargs or {})
             )
-            processor = AutoProcessor.from_pretrained(model_id_or_path, revision=revision, **(processor_kwargs or {}))
+            processor = AutoProcessor.from_pretrained(model_id_or_path, revision=revision, **offline,
+                                                      **(processor_kwargs or {}))
         except (OSError, ValueError) as exc:
             raise CheckpointError(f"could not load the proxy VLM {model_id_or_path!r}: {exc}") from exc
         return cls(

@@ -127,9 +127,12 @@ def _resolve_hub(repo_id: str, revision: str | None) -> tuple[str, Path]:
     from huggingface_hub import hf_hub_download, list_repo_files
     from huggingface_hub.errors import EntryNotFoundError
 
+    from .hub import local_files_only
+
+    offline = local_files_only(repo_id, CONFIG_NAME, revision=revision, what="gate")
     try:
-        config_file = hf_hub_download(repo_id, CONFIG_NAME, revision=revision)
-        hf_hub_download(repo_id, HEAD_NAME, revision=revision)
+        config_file = hf_hub_download(repo_id, CONFIG_NAME, revision=revision, local_files_only=offline)
+        hf_hub_download(repo_id, HEAD_NAME, revision=revision, local_files_only=offline)
         return "ours", Path(config_file).parent
     except EntryNotFoundError:
         pass
