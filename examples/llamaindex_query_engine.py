@@ -142,8 +142,8 @@ def main() -> None:
                 names = {n.node.node_id: n.node.metadata.get("file_name", "text") for n in response.source_nodes}
                 for d in event.decisions:
                     (ow, oh), (sw, sh) = d["original_size"], d["send_size"]
-                    print(f"   {names[d['node_id']]:<28} {ow}x{oh} -> {sw}x{sh}   "
-                          f"tokens {d['tokens_before']} -> {d['tokens_after']}")
+                    print(f"   {names[d['node_id']]:<28} {f'{ow}x{oh}':>9} -> {f'{sw}x{sh}':>9}   "
+                          f"tokens {d['tokens_before']:>5} -> {d['tokens_after']:>5}")
                 saved = event.tokens_before - event.tokens_after
                 print(f"   total visual tokens {event.tokens_before} -> {event.tokens_after} "
                       f"({100 * saved / event.tokens_before:.0f}% saved)")
