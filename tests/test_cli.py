@@ -141,7 +141,7 @@ def test_argument_errors_are_one_line_with_exit_code_2(args, message, page_file,
 def test_fixed_router_errors_in_python_too():
     from cares_integrations import load_router
 
-    for bad in ("fixed:abc", "fixed:0", "fixed:"):
+    for bad in ("fixed:abc", "fixed:0", "fixed:-3"):
         with pytest.raises(ValueError, match="positive pixel size"):
             load_router(bad)
 
@@ -160,7 +160,8 @@ def test_router_help_names_every_source_form(command, capsys):
     with pytest.raises(SystemExit):
         main(command)
     help_text = " ".join(capsys.readouterr().out.split())
-    for form in ("'default'", "'text-scale'", "'learned-default'", "'fixed:N'", "gate folder", "hub id"):
+    for form in ("'default'", "'text-scale'", "'learned-default'", "'fixed:N'", "gate, learned or calibrated router folder",
+                 "hub id", "'hub:org/name'"):
         assert form in help_text, form
 
 
