@@ -305,6 +305,7 @@ def test_hub_ids_download_through_hf_hub(gate_dir, monkeypatch, pages):
         return str(gate_dir / filename)
 
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", fake_download)
+    monkeypatch.setattr("cares_integrations.routers.gate.hub.hub_reachable", lambda timeout=3.0: True)
     router = load_gate("someone/cares-gate", revision="v1", device="cpu")
     assert asked == [("someone/cares-gate", CONFIG_NAME, "v1"), ("someone/cares-gate", "head.safetensors", "v1")]
     assert router.config.feature_layers == (2,)
