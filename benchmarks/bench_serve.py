@@ -1,0 +1,156 @@
+"""In-process gates vs one shared Ray Serve deployment, for N concurrent clients (N = 1, 8, 32).
+
+Each client is its own process sending ``--requests`` pages one after another. In-process: each
+client loads its own tiny gate (tests/tiny_models.py; no download). Served: each client holds
+only a ``RemoteRouter`` to one Serve deployment of the same gate (one replica, ``@serve.batch``).
+Reported in one run, as served / in-process ratios: throughput (pages/s over all clients), p50
+and p99 latency per call, and the resident memory (RSS) of all processes together (the clients,
+plus Ray's processes for the served side). ``--device cuda`` puts the gates (the replica's and
+every in-process one) on the GPU and also reports the replica's images/s by batch size.
+
+    python benchmarks/bench_serve.py                     # CPU, clients 1,8,32
+    python benchmarks/bench_serve.py --clients 1,4 --requests 8
+    python benchmarks/bench_serve.py --device cuda
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import socket
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
+
+
+def _pages(n: int) -> list[bytes]:
+    from conftest import encode, render_page
+
+    return [encode(render_page(700 + 13 * i, 900, text_px=12)) for i in range(n)]
+
+
+def _rss(pid: int) -> int:
+    import psutil
+
+    try:
+        return psutil.Process(pid).memory_info().rss
+    except psutil.Error:
+        return 0
+
+
+def _client(mode: str, source: str, device: str, n: int, start, out) -> None:
+    import torch
+
+    torch.set_num_threads(1)
+    from cares_integrations import load_router
+
+    router = load_router(source, device=device) if mode == "local" else load_router(source)
+    pages = _pages(n)
+    router.route(pages[0], "warm-up")
+    start.wait()
+    lat = []
+    t0 = time.perf_counter()
+    for i, page in enumerate(pages):
+        t = time.perf_counter()
+        router.route(page, f"What is on line {i}?")
+        lat.append(time.perf_counter() - t)
+    out.put({"pid": os.getpid(), "lat": lat, "wall": time.perf_counter() - t0, "rss": _rss(os.getpid())})
+
+
+def _run_clients(mode: str, source: str, device: str, clients: int, requests: int) -> dict:
+    ctx = mp.get_context("spawn")
+    start, out = ctx.Event(), ctx.Queue()
+    procs = [ctx.Process(target=_client, args=(mode, source, device, requests, start, out)) for _ in range(clients)]
+    for p in procs:
+        p.start()
+    time.sleep(0.5)
+    ready_deadline = time.monotonic() + 600
+    while time.monotonic() < ready_deadline and not all(p.is_alive() for p in procs):
+        time.sleep(0.1)
+    time.sleep(min(60, 3 + clients))  # let every client load and warm up
+    t0 = time.perf_counter()
+    start.set()
+    results = [out.get(timeout=900) for _ in procs]
+    wall = time.perf_counter() - t0
+    for p in procs:
+        p.join(timeout=30)
+    lat = sorted(x for r in results for x in r["lat"])
+    return {"throughput": clients * requests / wall, "p50_ms": 1000 * statistics.median(lat),
+            "p99_ms": 1000 * lat[min(len(lat) - 1, int(0.99 * len(lat)))],
+            "client_rss": sum(r["rss"] for r in results)}
+
+
+def _ray_rss() -> int:
+    import psutil
+
+    total = 0
+    for proc in psutil.process_iter(["cmdline"]):
+        cmd = " ".join(proc.info.get("cmdline") or [])
+        if "ray" in cmd and ("raylet" in cmd or "gcs_server" in cmd or "ray::" in cmd or "default_worker" in cmd):
+            total += _rss(proc.pid)
+    return total
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--clients", default="1,8,32")
+    ap.add_argument("--requests", type=int, default=16, help="pages per client")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--max-batch", type=int, default=32)
+    args = ap.parse_args()
+    import ray
+    import torch
+    from ray import serve
+    from tiny_models import tiny_idefics3
+
+    from cares_integrations.routers.gate import GateHead, ProxyBackbone, save_gate
+    from cares_integrations.serve import build_app
+
+    backbone = ProxyBackbone.from_pretrained(str(tiny_idefics3()), device="cpu")
+    config = backbone.gate_config(hidden_dim=16)
+    gate = Path(tempfile.mkdtemp(prefix="bench-serve-gate-"))
+    save_gate(gate, config, GateHead(config.in_dim, 16, 3))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    ray.init(num_cpus=os.cpu_count(), num_gpus=1 if args.device == "cuda" else 0, include_dashboard=False,
+             log_to_driver=False, runtime_env={"env_vars": {"PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}})
+    rows = []
+    try:
+        serve.start(http_options={"host": "127.0.0.1", "port": port})
+        serve.run(build_app(str(gate), device=args.device, num_cpus=0,
+                            num_gpus=1.0 if args.device == "cuda" else 0.0, max_batch_size=args.max_batch,
+                            batch_wait_ms=5), name="bench", route_prefix="/")
+        url = f"http://127.0.0.1:{port}"
+        for n in (int(c) for c in args.clients.split(",")):
+            local = _run_clients("local", str(gate), args.device, n, args.requests)
+            served = _run_clients("remote", url, args.device, n, args.requests)
+            served_rss = served["client_rss"] + _ray_rss()
+            row = {"clients": n, "local": local, "served": served, "served_total_rss": served_rss,
+                   "throughput_ratio": served["throughput"] / local["throughput"],
+                   "p50_ratio": served["p50_ms"] / local["p50_ms"], "p99_ratio": served["p99_ms"] / local["p99_ms"],
+                   "memory_ratio": served_rss / local["client_rss"]}
+            rows.append(row)
+            print(f"clients={n:>3}  throughput x{row['throughput_ratio']:.2f}  p50 x{row['p50_ratio']:.2f}  "
+                  f"p99 x{row['p99_ratio']:.2f}  memory x{row['memory_ratio']:.2f}  "
+                  f"(in-process {local['throughput']:.1f}/s, {local['client_rss'] / 2**20:.0f} MiB; "
+                  f"served {served['throughput']:.1f}/s, {served_rss / 2**20:.0f} MiB)", flush=True)
+        stats = json.loads(__import__("urllib.request").request.urlopen(url + "/stats", timeout=10).read())
+        print(f"replica: {stats['items_routed']} items in {stats['model_calls']} model calls "
+              f"({stats['items_routed'] / max(1, stats['model_calls']):.1f} images per batch)")
+    finally:
+        serve.shutdown()
+        ray.shutdown()
+    print(json.dumps(rows))
+
+
+if __name__ == "__main__":
+    main()
