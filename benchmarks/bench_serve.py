@@ -46,7 +46,7 @@ def _rss(pid: int) -> int:
         return 0
 
 
-def _client(mode: str, source: str, device: str, n: int, start, out) -> None:
+def _client(mode: str, source: str, device: str, n: int, ready, start, out) -> None:
     import torch
 
     torch.set_num_threads(1)
@@ -55,6 +55,7 @@ def _client(mode: str, source: str, device: str, n: int, start, out) -> None:
     router = load_router(source, device=device) if mode == "local" else load_router(source)
     pages = _pages(n)
     router.route(pages[0], "warm-up")
+    ready.put(os.getpid())
     start.wait()
     lat = []
     t0 = time.perf_counter()
@@ -63,19 +64,19 @@ def _client(mode: str, source: str, device: str, n: int, start, out) -> None:
         router.route(page, f"What is on line {i}?")
         lat.append(time.perf_counter() - t)
     out.put({"pid": os.getpid(), "lat": lat, "wall": time.perf_counter() - t0, "rss": _rss(os.getpid())})
+    if hasattr(router, "close"):
+        router.close()
 
 
 def _run_clients(mode: str, source: str, device: str, clients: int, requests: int) -> dict:
     ctx = mp.get_context("spawn")
-    start, out = ctx.Event(), ctx.Queue()
-    procs = [ctx.Process(target=_client, args=(mode, source, device, requests, start, out)) for _ in range(clients)]
+    ready, start, out = ctx.Queue(), ctx.Event(), ctx.Queue()
+    procs = [ctx.Process(target=_client, args=(mode, source, device, requests, ready, start, out))
+             for _ in range(clients)]
     for p in procs:
         p.start()
-    time.sleep(0.5)
-    ready_deadline = time.monotonic() + 600
-    while time.monotonic() < ready_deadline and not all(p.is_alive() for p in procs):
-        time.sleep(0.1)
-    time.sleep(min(60, 3 + clients))  # let every client load and warm up
+    for _ in procs:  # every client has loaded its router and routed one page
+        ready.get(timeout=600)
     t0 = time.perf_counter()
     start.set()
     results = [out.get(timeout=900) for _ in procs]
