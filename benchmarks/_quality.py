@@ -62,6 +62,15 @@ def sample_key(rec: LabelRecord) -> str:
     return f"{rec.image}\t{rec.question}"
 
 
+def cached_sides(sides_cache: dict[str, dict[str, float]], name: str, records) -> np.ndarray:
+    """The cached long sides of router ``name`` for ``records``, in order; a clear exit when any is missing."""
+    missing = [rec.id for rec in records if sample_key(rec) not in sides_cache.get(name, {})]
+    if missing:
+        raise SystemExit(f"{name}: no cached long side for {len(missing)} questions (e.g. {missing[0]}); "
+                         "rerun bench_quality.py with --pages CORPUS_BUILD_FOLDER")
+    return np.array([sides_cache[name][sample_key(rec)] for rec in records], dtype=float)
+
+
 def load_router_sides(path: Path = ROUTER_SIDES) -> dict[str, dict[str, float]]:
     """Cached router long sides: {router: {sample key: long side}}."""
     if not path.exists():

@@ -24,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from _quality import (COST_MODELS, FIXED, ROUTERS, Scorer, compute_router_sides, doc_bootstrap,
-                      load_reader_labels, load_router_sides, sample_key, summarise)
+from _quality import (COST_MODELS, FIXED, ROUTERS, Scorer, cached_sides, compute_router_sides, doc_bootstrap,
+                      load_reader_labels, load_router_sides, summarise)
 
 MAIN_COST = "qwen-patch"
 
@@ -37,11 +37,7 @@ def policies(scorer: Scorer, records, sides_cache) -> dict[str, np.ndarray]:
     for r in FIXED:
         out[f"fixed-{r}"] = np.minimum(np.full(n, float(r)), scorer.native)
     for name in ROUTERS:
-        missing = [rec.id for rec in records if sample_key(rec) not in sides_cache.get(name, {})]
-        if missing:
-            raise SystemExit(f"{name}: no cached long side for {len(missing)} questions (e.g. {missing[0]}); "
-                             "rerun with --pages CORPUS_BUILD_FOLDER")
-        out[name] = np.array([sides_cache[name][sample_key(rec)] for rec in records])
+        out[name] = cached_sides(sides_cache, name, records)
     out["oracle"] = scorer.oracle()
     return out
 

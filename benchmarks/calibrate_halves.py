@@ -18,8 +18,8 @@ from collections import defaultdict
 
 import numpy as np
 
-from _quality import (COST_MODELS, FIXED, ROUTER_SIDES, Scorer, load_reader_labels, load_router_sides, page_size,
-                      sample_key, summarise)
+from _quality import (COST_MODELS, FIXED, ROUTER_SIDES, Scorer, cached_sides, load_reader_labels, load_router_sides, page_size,
+                      summarise)
 from cares_integrations.training.calibrate import calibrate
 
 COST = "qwen-patch"
@@ -58,10 +58,10 @@ def main(argv=None) -> int:
                 fit_recs, held_recs = [recs[i] for i in fit], [recs[i] for i in held]
                 router, report = calibrate(fit_recs, args.router, retention=target, confidence=args.confidence,
                                            cost_target=model, sizes=[page_size(r) for r in fit_recs],
-                                           base_long_sides=[sides[args.router][sample_key(r)] for r in fit_recs])
+                                           base_long_sides=list(cached_sides(sides, args.router, fit_recs)))
                 scorer = Scorer(held_recs)
                 native_cost = scorer.costs(scorer.native.astype(float), model)
-                base = np.array([sides[args.router][sample_key(r)] for r in held_recs])
+                base = cached_sides(sides, args.router, held_recs)
                 sent = np.array([router.long_side_for(L, n) for L, n in zip(base, scorer.native)], dtype=float)
                 kept, saved = summarise(scorer.credit(sent), scorer.costs(sent, model), scorer.native_scores, native_cost)
                 best = None
