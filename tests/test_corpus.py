@@ -196,3 +196,44 @@ def test_checked_in_corpus_labels_are_consistent():
             assert r.resolutions[-1] == max(r.extra["native_size"])
         ids[name] = {r.id for r in recs}
     assert ids["ppocr"] and ids["tesseract"]
+
+
+def test_a_fresh_cache_resumes_from_the_exported_labels(tmp_path, monkeypatch):
+    """The reads behind exported labels are not read again on a machine without the reads cache."""
+    from cares_integrations.training import corpus_labels as CL
+
+    data, work = tmp_path / "data", tmp_path / "work"
+    (data / "labels").mkdir(parents=True)
+    work.mkdir()
+    q = {"id": "q1", "doc": "d", "page": 1, "kind": "body", "form": "after", "question": "?", "answer": "Total 42",
+         "box": [10, 20, 90, 30], "text_height_px": 9, "image": "pages/d-1.png", "doc_kind": "manual",
+         "split": "test", "dpi": 100, "native_size": [850, 1100], "degraded": False}
+    with gzip.open(data / "questions.jsonl.gz", "wt") as fh:
+        fh.write(json.dumps(q) + "\n")
+    res = resolutions_for(1100)
+    row = {"image": q["image"], "answer_box": q["box"], "resolutions": res,
+           "predictions": ["" if r < 700 else "Total 42" for r in res]}
+    with gzip.open(data / "labels" / "ppocr.jsonl.gz", "wt") as fh:
+        fh.write(json.dumps(row) + "\n")
+
+    class Refuse:  # any read would mean the cache was not seeded
+        def __getattr__(self, name):
+            raise AssertionError("a read was attempted")
+
+    monkeypatch.setattr(CL, "_make_reader", lambda name: Refuse())
+    counts = label_corpus(work, readers=["ppocr"], data=data, log=lambda m: None)
+    assert counts == {"ppocr": len(res)}
+    assert export_labels(work, readers=["ppocr"], data=data) == {"ppocr": 1}
+    rec = load_labels(data / "labels" / "ppocr.jsonl.gz")[0]
+    assert rec.predictions == row["predictions"] and rec.scores[-1] == 1.0 and rec.scores[0] == 0.0
+
+
+def test_label_order_reads_the_named_splits_first():
+    from cares_integrations.training.corpus_labels import _round_robin
+
+    qs = [{"doc": f"{s}{d}", "image": f"{s}{d}-{p}", "split": s} for s in ("train", "test", "validation")
+          for d in range(2) for p in range(3)]
+    order = [image for image, _ in _round_robin(qs, ["test", "validation"])]
+    assert [i[:-3] for i in order[:6]] == ["test"] * 6 and [i[:-3] for i in order[6:12]] == ["validation"] * 6
+    assert order[:2] == ["test0-0", "test1-0"]  # still round-robin over documents inside a split
+    assert sorted(order) == sorted(q["image"] for q in qs)

@@ -148,18 +148,46 @@ def _load_questions(data: Path) -> list[dict[str, Any]]:
         return [json.loads(line) for line in fh if line.strip()]
 
 
-def _round_robin(questions: Sequence[dict[str, Any]]) -> list[tuple[str, list[dict[str, Any]]]]:
-    """Pages in an order that visits every document early (a partial run covers every kind)."""
-    by_doc: dict[str, dict[str, list[dict[str, Any]]]] = defaultdict(dict)
-    for q in questions:
-        by_doc[q["doc"]].setdefault(q["image"], []).append(q)
-    queues = [list(pages.items()) for pages in by_doc.values()]
+def _round_robin(questions: Sequence[dict[str, Any]],
+                 splits: Sequence[str] | None = None) -> list[tuple[str, list[dict[str, Any]]]]:
+    """Pages in an order that visits every document early (a partial run covers every kind).
+
+    With ``splits``, the pages of those splits come first, in that order, each visited round-robin.
+    """
     order = []
-    while any(queues):
-        for qu in queues:
-            if qu:
-                order.append(qu.pop(0))
+    groups = list(splits or []) + [None]
+    for group in groups:
+        by_doc: dict[str, dict[str, list[dict[str, Any]]]] = defaultdict(dict)
+        for q in questions:
+            chosen = q["split"] == group if group is not None else q["split"] not in (splits or [])
+            if chosen:
+                by_doc[q["doc"]].setdefault(q["image"], []).append(q)
+        queues = [list(pages.items()) for pages in by_doc.values()]
+        while any(queues):
+            for qu in queues:
+                if qu:
+                    order.append(qu.pop(0))
     return order
+
+
+def _seed_from_labels(reads: "_Reads", labels_path: Path) -> int:
+    """Fill an empty reads cache from exported labels (their predictions are the reads).
+
+    A fresh machine has no ``reads-READER.jsonl``; the labels in the repository hold every read
+    they were made from, so a resumed run starts where the export left off instead of rereading.
+    """
+    if reads.data or not labels_path.is_file():
+        return 0
+    items = {}
+    with gzip.open(labels_path, "rt", encoding="utf-8") as fh:
+        for raw in fh:
+            if raw.strip():
+                row = json.loads(raw)
+                for r, text in zip(row["resolutions"], row["predictions"]):
+                    items[_key({"image": row["image"], "box": row["answer_box"]}, r)] = text
+    if items:
+        reads.add(items)
+    return len(items)
 
 
 def _make_reader(name: str) -> Any:
@@ -176,19 +204,26 @@ def _make_reader(name: str) -> Any:
 
 def label_corpus(work: str | os.PathLike, *, readers: Sequence[str] = ("ppocr", "tesseract"),
                  data: str | os.PathLike | None = None, minutes: float | None = None,
-                 log: Any = print) -> dict[str, int]:
-    """Read every (question, size) not yet cached, page by page; stop after ``minutes``."""
+                 splits: Sequence[str] | None = None, log: Any = print) -> dict[str, int]:
+    """Read every (question, size) not yet cached, page by page; stop after ``minutes``.
+
+    An empty cache is first seeded from the exported labels; ``splits`` reads those splits first.
+    """
     from ..core.payload import load_image
 
     work, data = Path(work), Path(data) if data else REPO_DATA
     questions = _load_questions(data)
     caches = {name: _Reads(work / f"reads-{name}.jsonl") for name in readers}
+    for name in readers:
+        seeded = _seed_from_labels(caches[name], data / "labels" / f"{name}.jsonl.gz")
+        if seeded:
+            log(f"corpus labels: {name} cache seeded with {seeded} reads from the exported labels")
     engines = {name: _make_reader(name) for name in readers}
     fns = {"ppocr": _read_page_ppocr, "tesseract": _read_page_tesseract}
     deadline = time.monotonic() + 60 * minutes if minutes else None
     done_pages = 0
     t0 = time.monotonic()
-    for image, qs in _round_robin(questions):
+    for image, qs in _round_robin(questions, splits):
         if deadline and time.monotonic() > deadline:
             break
         todo = {name: [(r, [q for q in qs if _key(q, r) not in caches[name].data])
@@ -252,10 +287,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--data", default=None, help="the corpus data folder (default benchmarks/corpus)")
     parser.add_argument("--readers", nargs="+", default=["ppocr", "tesseract"], choices=sorted(READERS))
     parser.add_argument("--minutes", type=float, default=None, help="stop reading after this long (resume later)")
+    parser.add_argument("--splits", nargs="+", default=None, choices=["test", "validation", "train"],
+                        help="read the pages of these splits first, in this order (then the rest)")
     args = parser.parse_args(argv)
     if args.command == "label":
         counts = label_corpus(args.work, readers=args.readers, data=args.data, minutes=args.minutes,
-                              log=lambda m: print(m, file=sys.stderr, flush=True))
+                              splits=args.splits, log=lambda m: print(m, file=sys.stderr, flush=True))
         print(json.dumps({"reads": counts}))
     counts = export_labels(args.work, readers=args.readers, data=args.data)
     print(json.dumps({"labeled_questions": counts}))
