@@ -25,13 +25,13 @@ def build_resizer(
     """The resizer an agent component routes with: ``resizer`` as given, or one built from
     ``options`` (router, target, policy ...), with a shared :class:`DecisionCache` of
     ``cache_size`` entries (0: no cache) when it has none."""
+    fields = {k: v for k, v in options.items() if v is not None}
     if resizer is not None:
-        if options:
-            raise TypeError(f"pass either resizer= or resizer options, not both (got {sorted(options)})")
+        if fields:
+            raise TypeError(f"pass either resizer= or resizer options, not both (got {sorted(fields)})")
         if resizer.cache is None and cache_size:
             resizer = resizer.model_copy(update={"cache": DecisionCache(cache_size)})
         return resizer
-    fields = {k: v for k, v in options.items() if v is not None}
     if cache_size:
         fields["cache"] = DecisionCache(cache_size)
     return CaresImageResizer(**fields)

@@ -7,7 +7,7 @@ callbacks all reach the wrapped model; only the messages it is sent have smaller
 
 from __future__ import annotations
 
-from typing import Any, AsyncIterator, Callable, Iterator, Literal, Sequence
+from typing import Any, AsyncIterator, Callable, Iterator, Sequence
 
 from langchain_core.callbacks import (
     AsyncCallbackManager,
@@ -22,10 +22,8 @@ from langchain_core.runnables import Runnable, RunnableBinding, RunnableConfig
 from langchain_core.tools import BaseTool
 from pydantic import ConfigDict, Field, PrivateAttr, SecretStr
 
-from ..core.formats import OutputFormat
 from ..core.conversation import DEFAULT_CACHE_SIZE
-from ..core.policy import ResolutionPolicy
-from ..core.router import Router
+from ._component import CaresOptions
 from .agents import AgentRouting, build_resizer
 from .messages import QuestionGetter
 from .models import ToolImages, model_name_of
@@ -73,7 +71,7 @@ def _child(run_manager: Any) -> RunnableConfig:
     return {"callbacks": manager}
 
 
-class CaresChatModel(BaseChatModel):
+class CaresChatModel(CaresOptions, BaseChatModel):
     """Wrap a chat model so every image it is sent is first resized for the question.
 
     ``CaresChatModel(model=ChatOpenAI(model="gpt-4o"))`` routes with the default router for
@@ -81,7 +79,9 @@ class CaresChatModel(BaseChatModel):
     decisions across turns, and moves tool images into a user message for APIs that take none
     in tool results (``tool_images``, as in :class:`~cares_integrations.langchain.CaresMiddleware`).
     Standard parameters (``temperature``, ``max_tokens``, ``timeout``, ``max_retries``, ``stop``,
-    ``streaming``) given here are set on a copy of the wrapped model.
+    ``streaming``) given here are set on a copy of the wrapped model. Routing options are
+    :class:`CaresOptions`'s (``target`` None: taken from ``model``'s provider and name); those
+    given build the resizer, or pass a configured ``resizer=`` instead of them.
 
     Example:
         .. code-block:: python
@@ -95,26 +95,8 @@ class CaresChatModel(BaseChatModel):
     model: BaseChatModel
     """The chat model that receives the resized messages."""
 
-    router: Router | None = None
-    """The router; None uses :func:`cares_integrations.load_router`'s default."""
-
-    target: str | None = None
-    """Target for sizing and token counts; None takes it from ``model``'s provider and name."""
-
-    policy: ResolutionPolicy | None = None
-    """Resolution policy used instead of the router's own."""
-
-    on_error: Literal["raise", "passthrough"] | None = None
-    """A corrupt image raises (default) or passes through with the reason recorded."""
-
     question_getter: QuestionGetter | None = None
     """``(messages, message_index) -> question``; default: the latest human text."""
-
-    image_format: OutputFormat = None
-    """Format resized images are written in; None keeps each image's own."""
-
-    quality: int | None = Field(default=None, ge=1, le=100)
-    """JPEG/WebP quality of re-encoded images (default 90)."""
 
     cache_size: int = Field(default=DEFAULT_CACHE_SIZE, ge=0)
     """Decisions kept for reuse across turns; 0 routes every image on every call."""
@@ -151,10 +133,9 @@ class CaresChatModel(BaseChatModel):
             self.model = _with_params(self.model, overrides)
         if self.profile is None:
             self.profile = self.model.profile
-        options = {"router": self.router, "target": self.target, "policy": self.policy, "on_error": self.on_error,
-                   "question_getter": self.question_getter, "image_format": self.image_format,
-                   "quality": self.quality}
-        options = {k: v for k, v in options.items() if v is not None}
+        options = self._options_given()
+        if self.question_getter is not None:
+            options["question_getter"] = self.question_getter
         self._routing = AgentRouting(build_resizer(self.resizer, self.cache_size, options), self.tool_images)
 
     # -- what the wrapped model says about itself ----------------------------------------------

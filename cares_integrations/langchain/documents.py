@@ -7,22 +7,19 @@ those images for the query before they are put into the prompt, in one batched r
 
 from __future__ import annotations
 
-from typing import Any, Literal, Sequence
+from typing import Any, Sequence
 
 from langchain_core.callbacks import Callbacks
 from langchain_core.documents import BaseDocumentCompressor, BaseDocumentTransformer, Document
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict
 
-from ..core.formats import OutputFormat
 from ..core.apply import ImageResult, aroute_and_resize, route_and_resize
-from ..routers.registry import load_router
-from ..core.router import Router, target_or_router
-from ..core.sources import LocalFilePolicy
+from ._component import CaresOptions
 
 _NOT_GIVEN: Any = object()
 
 
-class CaresDocumentTransformer(BaseDocumentCompressor, BaseDocumentTransformer):
+class CaresDocumentTransformer(CaresOptions, BaseDocumentCompressor, BaseDocumentTransformer):
     """Resize each retrieved Document's page image for the query; returns NEW Documents.
 
     The image is read from ``metadata[image_key]`` (default ``"image"``: any form
@@ -34,17 +31,15 @@ class CaresDocumentTransformer(BaseDocumentCompressor, BaseDocumentTransformer):
     content are kept; the input Documents are not modified. Documents without an image come
     back unchanged (as new objects) with no decision key.
 
+    Routing options (``router``, ``target``, ``policy``, ``on_error`` (a failed image is kept
+    as is with the error under ``decision_key``), ``image_format``, ``quality``, ``local_files``)
+    are :class:`CaresOptions`'s.
+
     Use it directly (``transform_documents(docs, query=...)``) or as a document compressor
     (``compress_documents(docs, query)``, e.g. in a ``ContextualCompressionRetriever``).
     """
 
     model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
-
-    router: Router = Field(default_factory=load_router)
-    """The router that picks each image's size; default: :func:`cares_integrations.load_router`."""
-
-    target: str | None = None
-    """Target model for provider-aware sizing and token counts; None uses the router's own."""
 
     image_key: str = "image"
     """Metadata key holding the page image."""
@@ -54,20 +49,6 @@ class CaresDocumentTransformer(BaseDocumentCompressor, BaseDocumentTransformer):
 
     decision_key: str = "cares"
     """Metadata key the routing decision (:meth:`ImageResult.as_metadata`) is written under."""
-
-    on_error: Literal["raise", "passthrough"] = "raise"
-    """A corrupt image raises :class:`~cares_integrations.ImageDecodeError`, or is kept as is with
-    the error recorded under ``decision_key``."""
-
-    image_format: OutputFormat = None
-    """Format resized images are written in; None keeps each image's own format."""
-
-    quality: int = Field(default=90, ge=1, le=100)
-    """JPEG/WebP quality of re-encoded images."""
-
-    local_files: LocalFilePolicy | None = None
-    """Folders that a path or ``file:`` URL in the metadata may be read from. None (the default):
-    document metadata is untrusted, such images are kept as they are with the reason recorded."""
 
     def _locate(self, documents: Sequence[Document]) -> tuple[list[int], list[Any], list[bool]]:
         where: list[int] = []
@@ -113,17 +94,11 @@ class CaresDocumentTransformer(BaseDocumentCompressor, BaseDocumentTransformer):
             raise TypeError(f"query must be a string, got {type(query).__name__}")
         return query
 
-    def _target(self) -> Any:
-        return target_or_router(self.target)
-
     def transform_documents(self, documents: Sequence[Document], query: Any = _NOT_GIVEN, **kwargs: Any) -> Sequence[Document]:
         """New Documents with each page image resized for ``query`` (one batched router call)."""
         question = self._query(query)
         where, images, in_content = self._locate(documents)
-        results = route_and_resize(
-            self.router, images, question, target=self._target(), on_error=self.on_error,
-            fmt=self.image_format, quality=self.quality, local_files=self.local_files,
-        ) if images else []
+        results = route_and_resize(self._router(), images, question, **self._route_kwargs()) if images else []
         return self._rebuild(documents, where, in_content, results)
 
     async def atransform_documents(
@@ -132,10 +107,7 @@ class CaresDocumentTransformer(BaseDocumentCompressor, BaseDocumentTransformer):
         """Async :meth:`transform_documents`; the work runs off the event loop."""
         question = self._query(query)
         where, images, in_content = self._locate(documents)
-        results = await aroute_and_resize(
-            self.router, images, question, target=self._target(), on_error=self.on_error,
-            fmt=self.image_format, quality=self.quality, local_files=self.local_files,
-        ) if images else []
+        results = await aroute_and_resize(self._router(), images, question, **self._route_kwargs()) if images else []
         return self._rebuild(documents, where, in_content, results)
 
     def compress_documents(

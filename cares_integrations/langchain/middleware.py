@@ -8,9 +8,8 @@ keeps the originals, so a later, harder question re-routes from them. Needs the 
 
 from __future__ import annotations
 
-from typing import Any, Awaitable, Callable, Literal
+from typing import Any, Awaitable, Callable
 
-from ..core.formats import OutputFormat
 from ..core.optional import require
 
 require("langchain.agents", "agents", purpose="CaresMiddleware")
@@ -18,8 +17,7 @@ require("langchain.agents", "agents", purpose="CaresMiddleware")
 from langchain.agents.middleware import AgentMiddleware, ModelRequest, ModelResponse  # noqa: E402
 
 from ..core.conversation import DEFAULT_CACHE_SIZE  # noqa: E402
-from ..core.policy import ResolutionPolicy  # noqa: E402
-from ..core.router import Router  # noqa: E402
+from ._component import OPTION_NAMES  # noqa: E402
 from .agents import AgentRouting, build_resizer  # noqa: E402
 from .messages import QuestionGetter  # noqa: E402
 from .models import ToolImages  # noqa: E402
@@ -53,21 +51,22 @@ class CaresMiddleware(AgentMiddleware):
     def __init__(
         self,
         *,
-        router: Router | None = None,
-        target: str | None = None,
-        policy: ResolutionPolicy | None = None,
-        on_error: Literal["raise", "passthrough"] | None = None,
         question_getter: QuestionGetter | None = None,
-        image_format: OutputFormat = None,
-        quality: int | None = None,
         cache_size: int = DEFAULT_CACHE_SIZE,
         tool_images: ToolImages = "auto",
         resizer: CaresImageResizer | None = None,
+        **options: Any,
     ) -> None:
+        """``options``: the routing options every component takes (:data:`OPTION_NAMES`:
+        ``router``, ``target``, ``policy``, ``on_error``, ``image_format``, ``quality``,
+        ``local_files``), checked by the resizer built from them; or a configured ``resizer``."""
         super().__init__()
-        options = {"router": router, "target": target, "policy": policy, "on_error": on_error,
-                   "question_getter": question_getter, "image_format": image_format, "quality": quality}
-        options = {k: v for k, v in options.items() if v is not None}
+        unknown = sorted(set(options) - set(OPTION_NAMES))
+        if unknown:
+            raise TypeError(f"CaresMiddleware got unknown options {unknown}; it takes {', '.join(OPTION_NAMES)}, "
+                            "question_getter, cache_size, tool_images and resizer")
+        if question_getter is not None:
+            options["question_getter"] = question_getter
         self.routing = AgentRouting(build_resizer(resizer, cache_size, options), tool_images)
 
     @property

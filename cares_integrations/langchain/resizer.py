@@ -9,7 +9,7 @@ routed in one batched router call (:func:`cares_integrations.apply.route_and_res
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal, Sequence
+from typing import Any, Sequence
 
 from langchain_core.callbacks import adispatch_custom_event, dispatch_custom_event
 from langchain_core.language_models import LanguageModelInput
@@ -17,17 +17,13 @@ from langchain_core.messages import BaseMessage
 from langchain_core.prompt_values import ChatPromptValue, PromptValue
 from langchain_core.runnables import RunnableConfig, RunnableSerializable
 from langchain_core.tracers.base import BaseTracer
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict
 
-from ..core.formats import OutputFormat
 from ..core import errors
 from ..core.apply import ImageResult
 from ..core.conversation import DecisionCache, aroute_images, route_images, summarize
-from ..routers.registry import load_router
-from ..core.policy import ResolutionPolicy
-from ..core.router import Router, target_or_router
-from ..core.sources import LocalFilePolicy
 from ..core.tokens import get_target
+from ._component import CaresOptions
 from .blocks import block_detail, needs_write
 from .messages import LocatedImage, QuestionGetter, default_question, find_images, rewrite, role_and_content
 
@@ -50,14 +46,15 @@ class _Job:
     error: Exception | None = None
 
 
-class CaresImageResizer(RunnableSerializable[LanguageModelInput, LanguageModelInput]):
+class CaresImageResizer(CaresOptions, RunnableSerializable[LanguageModelInput, LanguageModelInput]):
     """Resize every page image in a chat model's input for its question, before the model call.
 
     Accepts what flows between a prompt and a chat model (a ``ChatPromptValue``, a
     ``StringPromptValue``, a list of messages or message-likes, one message, a string) and returns
     the same kind, with each image block rewritten in its own form at the size the router chose.
     Messages without a changed image are passed on as the same objects; the caller's objects are
-    never mutated.
+    never mutated. Routing options (``router``, ``target``, ``policy``, ``on_error``,
+    ``image_format``, ``quality``, ``local_files``) are :class:`CaresOptions`'s.
 
     Each input dispatches a ``"cares_route"`` custom event (see :data:`EVENT_NAME`) with the
     decisions and visual tokens before/after for the target, visible in
@@ -75,52 +72,19 @@ class CaresImageResizer(RunnableSerializable[LanguageModelInput, LanguageModelIn
 
     model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
 
-    router: Router = Field(default_factory=load_router)
-    """The router that picks each image's size; default: :func:`cares_integrations.load_router`."""
-
-    target: str | None = None
-    """Target model name (e.g. ``"openai:gpt-4o"``) for provider-aware sizing and token counts.
-
-    None uses the router's own target."""
-
-    policy: ResolutionPolicy | None = None
-    """Optional resolution policy used instead of the router's own (bins, mode, clamps)."""
-
-    on_error: Literal["raise", "passthrough"] = "raise"
-    """A corrupt image raises :class:`~cares_integrations.ImageDecodeError` (``"raise"``) or is
-    passed on unchanged with the reason recorded in the event and run metadata (``"passthrough"``)."""
-
     question_getter: QuestionGetter | None = None
     """``(messages, message_index) -> question`` for the images in ``messages[message_index]``.
 
     Default: the latest human text in the conversation (see
     :func:`cares_integrations.langchain.messages.default_question`)."""
 
-    image_format: OutputFormat = None
-    """Format resized images are written in; None keeps each image's own format."""
-
-    quality: int = Field(default=90, ge=1, le=100)
-    """JPEG/WebP quality of re-encoded images."""
-
     respect_detail: bool = True
     """A block's own OpenAI ``detail`` caps the router (``"low"`` is priced and sized as low
     detail); False routes every block with the target's full range of steps."""
 
-    local_files: LocalFilePolicy | None = None
-    """Folders that paths and ``file:`` URLs in image blocks may be read from. None (the
-    default): message content is untrusted, such images pass through with the reason recorded."""
-
     cache: DecisionCache | None = None
     """Decisions to reuse: an image already routed for the same question, target and policy is
     answered from it (agents resend every image on every turn). None routes every image."""
-
-    # -- configuration helpers ----------------------------------------------------------------
-    def _router(self) -> Router:
-        """The router to call: ours, carrying ``policy`` when one is set."""
-        return self.router.with_policy(self.policy)
-
-    def _target(self) -> Any:
-        return target_or_router(self.target)
 
     # -- reading inputs and writing outputs ---------------------------------------------------
     def _job(self, value: Any) -> _Job:
@@ -177,7 +141,7 @@ class CaresImageResizer(RunnableSerializable[LanguageModelInput, LanguageModelIn
         default = self._target()
         if not self.respect_detail or messages is None:
             return default
-        name = self._router().target if self.target is None else self.target
+        name = self._target_name()
         if not isinstance(name, str):
             return default
         block = role_and_content(messages[loc.message_index])[1][loc.block_index]
@@ -239,11 +203,9 @@ class CaresImageResizer(RunnableSerializable[LanguageModelInput, LanguageModelIn
             else:
                 entry.update(result.as_metadata())
             images.append(entry)
-        router = self._router()
-        target = router.target if self.target is None else self.target
         return {
-            "target": target,
-            "router": router.name,
+            "target": self._target_name(),
+            "router": self.router.name,
             **summarize(job.results),
             "images": images,
         }
@@ -252,10 +214,8 @@ class CaresImageResizer(RunnableSerializable[LanguageModelInput, LanguageModelIn
     def _route(self, inputs: Sequence[Any]) -> list[tuple[Any, dict[str, Any]] | Exception]:
         jobs, sources, queries, targets = self._plan(inputs)
         results = (
-            route_images(
-                self._router(), sources, queries, target=targets, cache=self.cache, on_error="passthrough",
-                fmt=self.image_format, quality=self.quality, local_files=self.local_files,
-            )
+            route_images(self._router(), sources, queries, cache=self.cache,
+                         **self._route_kwargs(target=targets, on_error="passthrough"))
             if sources
             else []
         )
@@ -264,10 +224,8 @@ class CaresImageResizer(RunnableSerializable[LanguageModelInput, LanguageModelIn
     async def _aroute(self, inputs: Sequence[Any]) -> list[tuple[Any, dict[str, Any]] | Exception]:
         jobs, sources, queries, targets = self._plan(inputs)
         results = (
-            await aroute_images(
-                self._router(), sources, queries, target=targets, cache=self.cache, on_error="passthrough",
-                fmt=self.image_format, quality=self.quality, local_files=self.local_files,
-            )
+            await aroute_images(self._router(), sources, queries, cache=self.cache,
+                                **self._route_kwargs(target=targets, on_error="passthrough"))
             if sources
             else []
         )

@@ -17,16 +17,14 @@ from langchain_core.tools import BaseTool, ToolException
 from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..core.formats import OutputFormat
 from ..core.apply import ImageResult, aroute_and_resize, route_and_resize
+from ..core.codec import encode_base64, is_data_url, looks_like_base64_image, make_data_url
 from ..core.conversation import summarize
 from ..core.errors import ImageDecodeError
-from ..routers.registry import load_router
-from ..core.codec import encode_base64, is_data_url, looks_like_base64_image, make_data_url
 from ..core.fetch import is_remote_url
 from ..core.payload import encode_image
-from ..core.router import Router, target_or_router
 from ..core.sources import ANY_LOCAL_FILE, LocalFilePolicy
+from ._component import CaresOptions
 from .resizer import EVENT_NAME
 
 QUESTION_ARG_NAMES = ("question", "query", "prompt", "instruction", "task")
@@ -60,23 +58,19 @@ def _looks_like_image(value: Any, *, named: bool = False) -> bool:
 # -- wrap_tool --------------------------------------------------------------------------------
 
 
-class CaresToolWrapper(BaseTool):
+class CaresToolWrapper(CaresOptions, BaseTool):
     """A tool that resizes its image arguments for the question, then calls the wrapped tool.
 
     Built by :func:`wrap_tool`; it has the wrapped tool's name, description, args schema,
-    response format and ``return_direct``.
+    response format and ``return_direct``. Routing options are :class:`CaresOptions`'s; paths
+    and ``file:`` URLs in arguments go to the tool untouched unless ``local_files`` allows them
+    (tool arguments come from the model, so they are untrusted).
     """
 
     model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
 
     wrapped: BaseTool
     """The tool that receives the resized images."""
-
-    router: Router = Field(default_factory=load_router)
-    """The router that picks each image's size."""
-
-    target: str | None = None
-    """Target model for provider-aware sizing; None uses the router's own."""
 
     image_args: tuple[str, ...] | None = None
     """Arguments holding images (a string or a list of them). None: every argument whose name
@@ -87,19 +81,6 @@ class CaresToolWrapper(BaseTool):
 
     question_getter: Callable[[dict[str, Any]], str] | None = None
     """``(tool arguments) -> question``; overrides ``question_arg``."""
-
-    on_error: Literal["raise", "passthrough"] = "raise"
-    """A corrupt image raises :class:`~cares_integrations.ImageDecodeError` or is passed on as is."""
-
-    image_format: OutputFormat = None
-    """Format resized images are written in; None keeps each image's own format."""
-
-    quality: int = Field(default=90, ge=1, le=100)
-    """JPEG/WebP quality of re-encoded images."""
-
-    local_files: LocalFilePolicy | None = None
-    """Folders that paths and ``file:`` URLs in image arguments may be read from. None (the
-    default): tool arguments are untrusted, such values go to the tool untouched."""
 
     # -- argument handling --------------------------------------------------------------------
     def _question(self, arguments: dict[str, Any]) -> str:
@@ -172,22 +153,13 @@ class CaresToolWrapper(BaseTool):
             return output.content, output.artifact
         return output
 
-    def _route_kwargs(self) -> dict[str, Any]:
-        return {
-            "target": target_or_router(self.target),
-            "on_error": self.on_error,
-            "fmt": self.image_format,
-            "quality": self.quality,
-            "local_files": self.local_files,
-        }
-
     def _run(self, *args: Any, config: RunnableConfig, run_manager: Any = None, **kwargs: Any) -> Any:
         arguments, positional = self._arguments(args, kwargs)
         slots = self._slots(arguments)
         child = _child_config(config, run_manager)
         if slots:
             question = self._question(arguments)
-            results = route_and_resize(self.router, [s[2] for s in slots], question, **self._route_kwargs())
+            results = route_and_resize(self._router(), [s[2] for s in slots], question, **self._route_kwargs())
             arguments = self._apply(arguments, slots, results)
             if run_manager is not None:
                 dispatch_custom_event(EVENT_NAME, self._report(slots, results, question), config=child)
@@ -200,7 +172,7 @@ class CaresToolWrapper(BaseTool):
         child = _child_config(config, run_manager)
         if slots:
             question = self._question(arguments)
-            results = await aroute_and_resize(self.router, [s[2] for s in slots], question, **self._route_kwargs())
+            results = await aroute_and_resize(self._router(), [s[2] for s in slots], question, **self._route_kwargs())
             arguments = self._apply(arguments, slots, results)
             if run_manager is not None:
                 await adispatch_custom_event(EVENT_NAME, self._report(slots, results, question), config=child)
@@ -208,19 +180,7 @@ class CaresToolWrapper(BaseTool):
         return self._result(output)
 
 
-def wrap_tool(
-    tool: BaseTool,
-    *,
-    router: Router | None = None,
-    target: str | None = None,
-    image_args: Sequence[str] | None = None,
-    question_arg: str | None = None,
-    question_getter: Callable[[dict[str, Any]], str] | None = None,
-    on_error: Literal["raise", "passthrough"] = "raise",
-    image_format: OutputFormat = None,
-    quality: int = 90,
-    local_files: LocalFilePolicy | None = None,
-) -> BaseTool:
+def wrap_tool(tool: BaseTool, *, image_args: Sequence[str] | None = None, **options: Any) -> BaseTool:
     """A tool with ``tool``'s name, description and args schema that resizes its image arguments
     for the question before calling ``tool`` (sync and async).
 
@@ -231,6 +191,10 @@ def wrap_tool(
     ``local_files`` names their folder (tool arguments come from the model, so they are
     untrusted); http(s) URLs are passed on too unless the router's fetch policy allows them. The question comes from ``question_getter(arguments)``,
     ``arguments[question_arg]``, or the first of :data:`QUESTION_ARG_NAMES` present, else ``""``.
+
+    ``options``: :class:`CaresToolWrapper`'s fields: ``question_arg``, ``question_getter`` and the
+    routing options every component takes (``router``, ``target``, ``policy``, ``on_error``,
+    ``image_format``, ``quality``, ``local_files``).
     """
     if not isinstance(tool, BaseTool):
         raise TypeError(f"wrap_tool takes a langchain BaseTool, got {type(tool).__name__}")
@@ -244,15 +208,8 @@ def wrap_tool(
         metadata=tool.metadata,
         extras=tool.extras,
         wrapped=tool,
-        router=router if router is not None else load_router(),
-        target=target,
         image_args=tuple(image_args) if image_args is not None else None,
-        question_arg=question_arg,
-        question_getter=question_getter,
-        on_error=on_error,
-        image_format=image_format,
-        quality=quality,
-        local_files=local_files,
+        **options,
     )
 
 
@@ -279,7 +236,7 @@ def _inline(result: ImageResult) -> tuple[str, str] | None:
     return None
 
 
-class CaresPageImageTool(BaseTool):
+class CaresPageImageTool(CaresOptions, BaseTool):
     """Agent tool: look at a document page, sized for the question being asked.
 
     The agent calls it with a page id and its question; the tool routes the page for the
@@ -288,7 +245,13 @@ class CaresPageImageTool(BaseTool):
     (``{"type": "image", "base64": ..., "mime_type": ...}``, which every provider package
     translates into its own tool-result form) or, with ``image_block="image_url"``, an OpenAI
     ``image_url`` block with a data URL. The artifact holds the page id and the decision.
-    Unknown pages and unreadable images come back to the agent as a tool error.
+    Unknown pages come back to the agent as a tool error; so do unreadable images with
+    ``on_error="raise"`` (with ``"passthrough"`` the agent gets a text block saying why the page
+    could not be read, and the error in the artifact).
+
+    Routing options are :class:`CaresOptions`'s, except that ``local_files=None`` here means: the
+    page folder itself when ``pages`` is a folder; any regular file for paths a mapping or loader
+    returns (the program chose those, the agent only names a page id).
     """
 
     model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
@@ -315,25 +278,8 @@ class CaresPageImageTool(BaseTool):
     """A mapping ``page id -> image`` (any form ``load_image`` reads), a loader callable, or a folder
     whose files the agent names (paths may not leave the folder)."""
 
-    router: Router = Field(default_factory=load_router)
-    """The router that picks each page's size."""
-
-    target: str | None = None
-    """Target model for provider-aware sizing and token counts; None uses the router's own."""
-
     image_block: Literal["standard", "image_url"] = "standard"
     """Block form of the returned image."""
-
-    image_format: OutputFormat = None
-    """Format resized pages are written in; None keeps each page's own format."""
-
-    quality: int = Field(default=90, ge=1, le=100)
-    """JPEG/WebP quality of re-encoded pages."""
-
-    local_files: LocalFilePolicy | None = None
-    """Which files page paths may be read from. None: the page folder itself when ``pages`` is a
-    folder; any regular file for paths a mapping or loader returns (the program chose those,
-    the agent only names a page id)."""
 
     def _files(self) -> LocalFilePolicy:
         if self.local_files is not None:
@@ -367,8 +313,9 @@ class CaresPageImageTool(BaseTool):
         return image
 
     def _answer(self, page: str, result: ImageResult) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-        if result.error:
-            raise ToolException(f"page {page!r} could not be read: {result.error}")
+        if result.error:  # on_error="passthrough": say so instead of sending the unreadable bytes
+            text = f"Page {page} could not be read: {result.error}"
+            return [{"type": "text", "text": text}], {"page": page, **result.as_metadata()}
         decision = result.decision
         if decision is not None:
             w, h = decision.send_size
@@ -387,15 +334,6 @@ class CaresPageImageTool(BaseTool):
             block = {"type": "image", "url": result.output}
         return [{"type": "text", "text": text + "."}, block], {"page": page, **result.as_metadata()}
 
-    def _route_kwargs(self) -> dict[str, Any]:
-        return {
-            "target": target_or_router(self.target),
-            "on_error": "passthrough",
-            "fmt": self.image_format,
-            "quality": self.quality,
-            "local_files": self._files(),
-        }
-
     def _report(self, page: str, question: str, result: ImageResult) -> dict[str, Any]:
         """The ``"cares_route"`` event payload: the same shape as the resizer's and ``wrap_tool``'s."""
         target = result.decision.target if result.decision is not None else self.target
@@ -406,8 +344,8 @@ class CaresPageImageTool(BaseTool):
              run_manager: Any = None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
         image = self._load_page(page)
         try:
-            result = route_and_resize(self.router, [image], question, **self._route_kwargs())[0]
-        except ImageDecodeError as exc:  # pragma: no cover - passthrough records errors instead
+            result = route_and_resize(self._router(), [image], question, **self._route_kwargs(local_files=self._files()))[0]
+        except ImageDecodeError as exc:
             raise ToolException(f"page {page!r} could not be read: {exc}") from exc
         if run_manager is not None:
             dispatch_custom_event(EVENT_NAME, self._report(page, question, result), config=_child_config(config, run_manager))
@@ -417,7 +355,11 @@ class CaresPageImageTool(BaseTool):
         self, page: str, question: str, config: RunnableConfig, run_manager: Any = None
     ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
         image = await asyncio.to_thread(self._load_page, page)
-        result = (await aroute_and_resize(self.router, [image], question, **self._route_kwargs()))[0]
+        try:
+            result = (await aroute_and_resize(self._router(), [image], question,
+                                              **self._route_kwargs(local_files=self._files())))[0]
+        except ImageDecodeError as exc:
+            raise ToolException(f"page {page!r} could not be read: {exc}") from exc
         if run_manager is not None:
             await adispatch_custom_event(EVENT_NAME, self._report(page, question, result),
                                          config=_child_config(config, run_manager))
@@ -425,17 +367,11 @@ class CaresPageImageTool(BaseTool):
 
 
 def make_page_image_tool(
-    pages: PageSource,
-    *,
-    router: Router | None = None,
-    target: str | None = None,
-    name: str = "get_page_image",
-    description: str | None = None,
-    **options: Any,
+    pages: PageSource, *, name: str = "get_page_image", description: str | None = None, **options: Any
 ) -> CaresPageImageTool:
-    """A :class:`CaresPageImageTool` over ``pages`` (mapping, loader callable or folder)."""
-    fields: dict[str, Any] = {"pages": pages, "router": router if router is not None else load_router(),
-                              "target": target, "name": name, **options}
+    """A :class:`CaresPageImageTool` over ``pages`` (mapping, loader callable or folder);
+    ``options`` are its fields (``router``, ``target``, ``policy``, ``image_block`` ...)."""
+    fields: dict[str, Any] = {"pages": pages, "name": name, **options}
     if description is not None:
         fields["description"] = description
     return CaresPageImageTool(**fields)
