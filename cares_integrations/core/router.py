@@ -91,8 +91,14 @@ def _as_queries(queries: str | Sequence[str], n: int) -> list[str]:
     return queries
 
 
-def _batch_args(images: Sequence[ImageInput], queries: str | Sequence[str]) -> tuple[list[ImageInput], list[str]]:
-    """Check a batch's arguments: a sequence of images and one query each (or one for all)."""
+def normalize_batch(images: Sequence[ImageInput], queries: str | Sequence[str]) -> tuple[list[ImageInput], list[str]]:
+    """A batch call's arguments, checked and as lists: ``(images, one question per image)``.
+
+    ``images`` must be a sequence (a single ``str``/``bytes`` is refused: that is ``route()``'s
+    job); ``queries`` is one string per image or a single string for all of them. Every
+    ``route_batch``-like method uses it, including routers that override ``route_batch`` itself
+    (``RemoteRouter``), so they all accept and refuse the same arguments.
+    """
     if isinstance(images, (str, bytes)) or not isinstance(images, Sequence):
         raise TypeError("a batch takes a sequence of images; use route()/aroute() for a single image")
     images = list(images)
@@ -177,7 +183,7 @@ class Router(ABC):
 
         ``queries`` is one question per image, or a single string used for all of them.
         """
-        images, qs = _batch_args(images, queries)
+        images, qs = normalize_batch(images, queries)
         if not images:
             return []
         decoded = [self._decode(img) for img in images]
@@ -196,7 +202,7 @@ class Router(ABC):
     ) -> list[RouteDecision]:
         """Async :meth:`route_batch`: decoding runs in a worker thread, the prediction through
         :meth:`_apredict` (a worker thread, or the router's shared batches)."""
-        images, qs = _batch_args(images, queries)
+        images, qs = normalize_batch(images, queries)
         if not images:
             return []
         images = await self._afetch(images)  # on the fetch pool: slow servers never hold these threads
@@ -207,7 +213,7 @@ class Router(ABC):
         """The raw predictions for a batch, before any sizing: pass each one to :meth:`decide` with
         the image (decoded by :func:`~cares_integrations.load_image`) and a target, as many times
         as there are targets, to size one page for several models with one prediction."""
-        images, qs = _batch_args(images, queries)
+        images, qs = normalize_batch(images, queries)
         if not images:
             return []
         decoded = [self._decode(img) for img in images]
