@@ -3,7 +3,10 @@
 One module-scoped Ray session serves two applications: a tiny gate (built offline) and the
 text-scale router. Checked: decisions through the service equal in-process ones; 64 concurrent
 clients take fewer model calls than requests; a bad item fails alone; a killed replica is
-replaced while clients retry and lose nothing. Every wait is bounded.
+replaced while clients retry and lose nothing; a RemoteRouter inside every LangChain and
+LlamaIndex component gives what the in-process router gives, and its local fallback is recorded
+in a component's output when the service is down. Every wait is bounded. The component tests
+live here, not in their frameworks' test files, so the suite starts Ray once.
 """
 
 from __future__ import annotations
@@ -219,3 +222,231 @@ def test_config_file_and_cli_options():
     built = app_builder({"router": "fixed:512", "num_gpus": "0.25", "max_batch_size": "8", "replicas": "3"})
     assert built is not None
     assert main(["serve", "text-scale", "--replicas", "2", "--num-gpus", "0.5", "--port", "9123", "--dry-run"]) == 0
+
+
+# -- RemoteRouter inside every component ---------------------------------------------------------
+# Each component runs on the same inputs with the in-process router and with a RemoteRouter to
+# the service above (and, where the option takes one, the URL string itself). Their outputs carry
+# every image at its decided size and the decisions, so equal outputs mean equal decisions; each
+# test also checks that the images were resized and that the remote run went through the service.
+
+TARGET = "openai:gpt-4o"
+
+
+def _b64(page) -> str:
+    import base64
+
+    return base64.b64encode(encode(page)).decode("ascii")
+
+
+def _lc_turn(i: int):
+    """A user turn with two pages; the first with OpenAI detail "low" on page 1 (a capped target)."""
+    from langchain_core.messages import HumanMessage
+
+    first, second = PAGES[i], PAGES[(i + 1) % len(PAGES)]
+    return [HumanMessage(content=[
+        {"type": "text", "text": QUESTIONS[i]},
+        {"type": "image_url", "image_url": {"url": "data:image/png;base64," + _b64(first),
+                                            "detail": "low" if i == 1 else "high"}},
+        {"type": "image_url", "image_url": {"url": "data:image/png;base64," + _b64(second)}},
+    ])]
+
+
+@pytest.mark.parametrize("app", ["gate", "text"])
+async def test_remote_router_in_an_lcel_chain(service, gate_dir, app):
+    from langchain_core.runnables import RunnableLambda
+
+    from cares_integrations import ResolutionPolicy
+    from cares_integrations.langchain import CaresImageResizer
+
+    local = load_router(str(gate_dir), device="cpu") if app == "gate" else load_router("text-scale")
+
+    def chain(router, **options):
+        return CaresImageResizer(router=router, target=TARGET, **options) | RunnableLambda(lambda messages: messages)
+
+    inputs = [_lc_turn(i) for i in range(len(PAGES))]
+    with load_router(service[app]) as remote:
+        remote.info()
+        before = remote.attempts
+        got = chain(remote).invoke(inputs[1])
+        assert remote.attempts - before == 1  # both images in one request, each with its own target
+        assert got == chain(local).invoke(inputs[1]) and got != inputs[1]
+        before = remote.attempts
+        assert chain(remote).batch(inputs) == chain(local).batch(inputs)
+        assert remote.attempts - before == 1  # one request for every image of every input
+        assert await chain(remote).abatch(inputs) == chain(local).batch(inputs)
+        # A component's own policy is applied to the service's predictions.
+        policy = ResolutionPolicy(mode="discrete", max_long_side=400)
+        pinned = chain(remote, policy=policy).batch(inputs)
+        assert pinned == chain(local, policy=policy).batch(inputs) != chain(local).batch(inputs)
+        assert remote.attempts - before == 3  # the policy's copy shares the pool, /info and counters
+
+
+async def test_remote_router_in_the_document_transformer(service):
+    from langchain_core.documents import Document
+
+    from cares_integrations.langchain import CaresDocumentTransformer
+
+    docs = [Document(f"page {i}", metadata={"image": _b64(p), "page": i}) for i, p in enumerate(PAGES)]
+    want = CaresDocumentTransformer(router=load_router("text-scale"), target=TARGET).transform_documents(
+        docs, query=QUESTIONS[0])
+    with load_router(service["text"]) as remote:
+        transformer = CaresDocumentTransformer(router=remote, target=TARGET)
+        assert transformer.transform_documents(docs, query=QUESTIONS[0]) == want
+        assert await transformer.atransform_documents(docs, query=QUESTIONS[0]) == want
+        assert remote.attempts == 3  # /info, then one request per call
+    assert [d.metadata["cares"]["send_size"] for d in want] == [[768, 994], [600, 400], [768, 1024]]
+    assert want[0].metadata["cares"]["router"] == "text-scale"
+
+
+async def test_remote_router_in_the_agent_tools(service):
+    from langchain_core.tools import tool
+
+    from cares_integrations.langchain import make_page_image_tool, wrap_tool
+
+    received: list[str] = []
+
+    @tool
+    def read_page(page_image: str, question: str) -> str:
+        """Answer a question about a page image (a data URL)."""
+        received.append(page_image)
+        return "ok"
+
+    page_url = "data:image/png;base64," + _b64(PAGES[2])
+    call = {"type": "tool_call", "name": "get_page_image", "id": "c1", "args": {"page": "p3", "question": "Footnote?"}}
+    local = load_router("text-scale")
+    with load_router(service["text"]) as remote:
+        for router in (remote, local):
+            wrap_tool(read_page, router=router, target=TARGET).invoke({"page_image": page_url, "question": "Footnote?"})
+        await wrap_tool(read_page, router=remote, target=TARGET).ainvoke({"page_image": page_url, "question": "Footnote?"})
+        messages = [make_page_image_tool({"p3": encode(PAGES[2])}, router=r, target=TARGET).invoke(call)
+                    for r in (remote, local)]
+        messages.append(await make_page_image_tool({"p3": encode(PAGES[2])}, router=remote, target=TARGET).ainvoke(call))
+        assert remote.attempts == 5
+    assert received[0] == received[1] == received[2] != page_url
+    assert messages[0].content == messages[1].content == messages[2].content
+    assert messages[0].artifact == messages[1].artifact and messages[1].artifact["send_size"] == [768, 1024]
+
+
+async def test_remote_router_in_the_agent_middleware(service):
+    from langchain.agents import create_agent
+
+    from agent_helpers import ScriptedToolModel, image_sizes
+    from cares_integrations.langchain import CaresMiddleware
+
+    sent = []
+    with load_router(service["text"]) as remote:
+        for router in (remote, load_router("text-scale")):
+            model = ScriptedToolModel()
+            agent = create_agent(model, [], middleware=[CaresMiddleware(router=router, target=TARGET)])
+            agent.invoke({"messages": _lc_turn(0)})
+            await agent.ainvoke({"messages": _lc_turn(2)})
+            sent.append([[m.content for m in received] for received in model.received])
+        assert remote.attempts == 3
+    assert sent[0] == sent[1]
+    assert image_sizes(model.received[0]) == [(768, 994), (600, 400)]
+
+
+async def test_remote_router_in_the_llama_index_postprocessor_and_transform(service):
+    from llama_index.core.schema import ImageNode, NodeWithScore
+
+    from cares_integrations.llama_index import CaresImagePostprocessor, CaresImageTransform
+
+    def nodes():
+        return [ImageNode(image=_b64(p), id_=f"n{i}") for i, p in enumerate(PAGES)]
+
+    def seen(out):
+        return [(n.node_id, n.image, n.metadata) for n in out]
+
+    local = load_router("text-scale")
+    want = seen(n.node for n in CaresImagePostprocessor(router=local, target=TARGET).postprocess_nodes(
+        [NodeWithScore(node=n, score=1.0) for n in nodes()], query_str=QUESTIONS[0]))
+    want_transform = seen(CaresImageTransform(router=local, target=TARGET, query=QUESTIONS[0])(nodes()))
+    assert [m["cares"]["send_size"] for _, _, m in want] == [[768, 994], [600, 400], [768, 1024]]
+    assert want_transform == want
+    with load_router(service["text"]) as remote:
+        for router in (remote, service["text"]):  # the RemoteRouter, or its URL for load_router
+            post = CaresImagePostprocessor(router=router, target=TARGET)
+            scored = [NodeWithScore(node=n, score=1.0) for n in nodes()]
+            assert seen(n.node for n in post.postprocess_nodes(scored, query_str=QUESTIONS[0])) == want
+            assert seen(n.node for n in await post.apostprocess_nodes(scored, query_str=QUESTIONS[0])) == want
+            transform = CaresImageTransform(router=router, target=TARGET, query=QUESTIONS[0])
+            assert seen(transform(nodes())) == want
+            assert seen(await transform.acall(nodes())) == want
+            assert isinstance(post._router, RemoteRouter) and post._router.attempts >= 2
+            if router is not remote:
+                post._router.close()
+                transform._router.close()
+        assert remote.attempts == 5
+
+
+async def test_remote_router_in_the_llama_index_chat_helpers_and_llm(service):
+    from llama_index.core.llms import ChatMessage, ImageBlock, TextBlock
+    from recording_server import RecordingServer
+    from test_agents_llama_index import make_llm, wire_images
+
+    from cares_integrations.llama_index import aresize_chat_messages, resize_chat_messages
+
+    messages = [ChatMessage(role="user", blocks=[TextBlock(text=QUESTIONS[0]),
+                                                 ImageBlock(image=encode(PAGES[0]), image_mimetype="image/png"),
+                                                 ImageBlock(image=encode(PAGES[2]), image_mimetype="image/png")])]
+
+    def images(out):
+        return [b.image for m in out for b in m.blocks if isinstance(b, ImageBlock)]
+
+    local = load_router("text-scale")
+    want = images(resize_chat_messages(messages, router=local, target=TARGET))
+    assert want != images(messages)
+    with load_router(service["text"]) as remote:
+        assert images(resize_chat_messages(messages, router=remote, target=TARGET)) == want
+        assert images(await aresize_chat_messages(messages, router=remote, target=TARGET)) == want
+        with RecordingServer(["ok", "ok", "ok"]) as server:
+            for router in (remote, local, service["text"]):
+                llm = make_llm(server, router)
+                assert str(llm.chat(messages).message.content) == "ok"
+                if router is not remote and router is not local:
+                    llm._router.close()
+            sent = [wire_images(request) for request in server.requests]
+        assert remote.attempts == 4
+    assert sent[0] == sent[1] == sent[2] == [("user", (768, 994)), ("user", (768, 1024))]
+
+
+def test_remote_router_fallback_is_recorded_inside_a_component():
+    from llama_index.core.schema import ImageNode, NodeWithScore
+
+    from cares_integrations.llama_index import CaresImagePostprocessor
+
+    remote = RemoteRouter(f"http://127.0.0.1:{_free_port()}", retries=0, connect_timeout=2, fallback="text-scale")
+    scored = [NodeWithScore(node=ImageNode(image=_b64(p), id_=f"n{i}"), score=1.0) for i, p in enumerate(PAGES)]
+    try:
+        out = CaresImagePostprocessor(router=remote, target=TARGET).postprocess_nodes(scored, query_str="q")
+    finally:
+        remote.close()
+    want = CaresImagePostprocessor(router=load_router("text-scale"), target=TARGET).postprocess_nodes(
+        [NodeWithScore(node=ImageNode(image=_b64(p), id_=f"n{i}"), score=1.0) for i, p in enumerate(PAGES)], query_str="q")
+    for got, expected in zip(out, want):
+        meta, notes = dict(got.node.metadata["cares"]), got.node.metadata["cares"]["notes"]
+        assert "decided by the local fallback text-scale" in notes[-1] and notes[:-1] == expected.node.metadata["cares"]["notes"]
+        meta["notes"] = expected.node.metadata["cares"]["notes"]
+        assert meta == expected.node.metadata["cares"] and got.node.image == expected.node.image
+    assert remote.fallbacks == len(PAGES) and remote.attempts == 1
+
+
+def test_bench_serve_gpu_path_runs_on_cpu(gate_dir):
+    """The benchmark's ``--device cuda`` additions, through the same code on CPU (no GPU here):
+    images/s per batch size with every image through the backbone, and the replica's options (a
+    whole GPU with cuda) accepted by build_app."""
+    import sys
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import bench_serve
+
+    from cares_integrations.serve import build_app
+
+    rows = bench_serve.batch_throughput(str(gate_dir), "cpu", [1, 3], repeats=2)
+    assert [(r["batch_size"], r["backbone_images"]) for r in rows] == [(1, 2), (3, 6)]
+    assert all(r["images_per_s"] > 0 for r in rows)
+    cuda = bench_serve.serve_options("cuda", 32)
+    assert (cuda["device"], cuda["num_gpus"], cuda["max_batch_size"]) == ("cuda", 1.0, 32)
+    assert bench_serve.serve_options("cpu", 8)["num_gpus"] == 0.0
+    assert build_app(str(gate_dir), **cuda) is not None

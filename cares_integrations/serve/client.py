@@ -346,6 +346,11 @@ class RemoteRouter(Router):
     def __exit__(self, *exc: Any) -> None:
         self.close()
 
+    def __copy__(self) -> "RemoteRouter":
+        clone = object.__new__(type(self))
+        clone.__dict__.update(self.__dict__)  # shares the pool, /info and counters (with_policy)
+        return clone
+
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
         state["_shared"] = None
