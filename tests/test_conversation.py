@@ -58,3 +58,15 @@ def test_bounded_and_paths_never_cached(tmp_path):
 ])
 def test_target_from_model_name(provider, name, target):
     assert target_for_model_name(provider, name) == target
+
+
+def test_partial_results_merge_early_and_routed_in_order():
+    """The one "record early failures, merge later" helper (glue plans, the cache, decoding)."""
+    from cares_integrations.core.partial import PartialResults
+
+    results = PartialResults(5, {1: "cached"})
+    results.settle(3, "failed")
+    assert results.todo == [0, 2, 4]
+    assert results.merge(["a", "b", "c"]) == ["a", "cached", "b", "failed", "c"]
+    with pytest.raises(ValueError, match="expected 3 routed results, got 2"):
+        results.merge(["a", "b"])

@@ -21,6 +21,7 @@ from .codec import encode_base64, make_data_url
 from .formats import output_format
 from .errors import CaresError, ImageDecodeError, ImageSkipped, RouterError, UnknownTargetError
 from .fetch import aprefetch
+from .partial import PartialResults
 from .payload import DecodedImage, ImageInput, load_image, mime_for_format
 from .resize import resize_and_encode
 from .router import ROUTER_TARGET, Router, _as_queries
@@ -97,15 +98,15 @@ def _failed(img: Any, exc: Exception) -> ImageResult:
 def _decode_all(
     router: Router, images: list[Any], on_error: OnError, local_files: LocalFilePolicy | None,
     inputs: list[Any] | None = None,
-) -> tuple[list[ImageResult | None], list[DecodedImage], list[int]]:
-    """Decode every input; skipped and (in passthrough mode) failed ones get their result now.
+) -> tuple[PartialResults[ImageResult], list[DecodedImage]]:
+    """Decode every input; skipped and (in passthrough mode) failed ones are settled now, the
+    decoded ones (one per ``results.todo`` slot) go on to the router.
 
     ``inputs`` are what to decode in place of ``images`` (the same list with URLs already
     fetched, or the exception their fetch raised); results always carry ``images``' objects.
     """
-    results: list[ImageResult | None] = [None] * len(images)
+    results: PartialResults[ImageResult] = PartialResults(len(images))
     decoded: list[DecodedImage] = []
-    where: list[int] = []
     for i, img in enumerate(images):
         source = img if inputs is None else inputs[i]
         try:
@@ -113,15 +114,14 @@ def _decode_all(
                 raise source
             decoded.append(load_image(source, fetch=router.fetch, max_pixels=router.max_pixels,
                                       local_files=local_files, formats=router.formats))
-            where.append(i)
         except ImageSkipped as exc:
             logger.warning("image left as is: %s", exc.reason)
-            results[i] = ImageResult(original=img, output=img, skipped_reason=exc.reason)
+            results.settle(i, ImageResult(original=img, output=img, skipped_reason=exc.reason))
         except ImageDecodeError as exc:
             if on_error == "raise":
                 raise
-            results[i] = _failed(img, exc)
-    return results, decoded, where
+            results.settle(i, _failed(img, exc))
+    return results, decoded
 
 
 def _as_router_error(exc: Exception) -> CaresError:
@@ -172,33 +172,34 @@ async def _route_async(router: Router, decoded: list[DecodedImage], queries: lis
         return await asyncio.to_thread(_one_by_one, router.route_batch, decoded, queries, target, on_error)
 
 
+def _resize_one(image: Any, d: DecodedImage, decision: Any, fmt: str | None, quality: int,
+                on_error: OnError) -> ImageResult:
+    """Resize one decoded image to its decision's size, in the caller's own form."""
+    if isinstance(decision, Exception):
+        return _failed(image, decision)
+    try:
+        out, data = resize_and_encode(d, decision.send_size, fmt=fmt, quality=quality)
+    except Exception as exc:  # noqa: BLE001 - an encoder failure fails this image alone
+        if on_error == "raise":
+            raise ImageDecodeError(f"could not resize or encode the image: {type(exc).__name__}: {exc}") from exc
+        return _failed(image, exc)
+    out, data, decision = guard(d, decision, out, data, fmt=fmt, quality=quality)  # never bigger; limits
+    mime = None if data is None else mime_for_format(d.output_format(fmt) if out is not d.original else d.format)
+    return ImageResult(original=image, output=out, decision=decision, mime_type=mime, notes=list(d.notes), data=data)
+
+
 def _resize_all(
-    results: list[ImageResult | None],
+    results: PartialResults[ImageResult],
     images: list[Any],
     decoded: list[DecodedImage],
-    where: list[int],
     decisions: list[Any],
     fmt: str | None,
     quality: int,
     on_error: OnError = "passthrough",
 ) -> list[ImageResult]:
-    """Resize each decoded image to its decision's size, in the caller's own form."""
-    for i, d, decision in zip(where, decoded, decisions):
-        if isinstance(decision, Exception):
-            results[i] = _failed(images[i], decision)
-            continue
-        try:
-            out, data = resize_and_encode(d, decision.send_size, fmt=fmt, quality=quality)
-        except Exception as exc:  # noqa: BLE001 - an encoder failure fails this image alone
-            if on_error == "raise":
-                raise ImageDecodeError(f"could not resize or encode the image: {type(exc).__name__}: {exc}") from exc
-            results[i] = _failed(images[i], exc)
-            continue
-        out, data, decision = guard(d, decision, out, data, fmt=fmt, quality=quality)  # never bigger; limits
-        mime = None if data is None else mime_for_format(d.output_format(fmt) if out is not d.original else d.format)
-        results[i] = ImageResult(original=images[i], output=out, decision=decision, mime_type=mime,
-                                 notes=list(d.notes), data=data)
-    return results  # type: ignore[return-value]
+    """Every image's result: the decoded ones resized to their decisions, merged with the early ones."""
+    return results.merge([_resize_one(images[i], d, decision, fmt, quality, on_error)
+                          for i, d, decision in zip(results.todo, decoded, decisions)])
 
 
 def route_and_resize(
@@ -228,9 +229,9 @@ def route_and_resize(
     fmt = output_format(fmt)
     images = list(images)
     qs = _as_queries(queries, len(images))
-    results, decoded, where = _decode_all(router, images, on_error, local_files)
-    decisions = _route_sync(router, decoded, [qs[i] for i in where], target, on_error)
-    return _resize_all(results, images, decoded, where, decisions, fmt, quality, on_error)
+    results, decoded = _decode_all(router, images, on_error, local_files)
+    decisions = _route_sync(router, decoded, [qs[i] for i in results.todo], target, on_error)
+    return _resize_all(results, images, decoded, decisions, fmt, quality, on_error)
 
 
 async def aroute_and_resize(
@@ -253,6 +254,6 @@ async def aroute_and_resize(
     images = list(images)
     qs = _as_queries(queries, len(images))
     inputs = await aprefetch(images, router.fetch)
-    results, decoded, where = await asyncio.to_thread(_decode_all, router, images, on_error, local_files, inputs)
-    decisions = await _route_async(router, decoded, [qs[i] for i in where], target, on_error)
-    return await asyncio.to_thread(_resize_all, results, images, decoded, where, decisions, fmt, quality, on_error)
+    results, decoded = await asyncio.to_thread(_decode_all, router, images, on_error, local_files, inputs)
+    decisions = await _route_async(router, decoded, [qs[i] for i in results.todo], target, on_error)
+    return await asyncio.to_thread(_resize_all, results, images, decoded, decisions, fmt, quality, on_error)

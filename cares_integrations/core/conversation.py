@@ -18,6 +18,7 @@ from collections import OrderedDict
 from typing import Any, Hashable, Sequence
 
 from .apply import ImageResult, OnError, aroute_and_resize, route_and_resize
+from .partial import PartialResults
 from .sources import ANY_LOCAL_FILE, LocalFilePolicy
 from .router import ROUTER_TARGET, Router, _as_queries
 
@@ -104,23 +105,22 @@ class DecisionCache:
 
 
 def _lookup(router: Router, images: list[Any], queries: list[str], target: Any, cache: DecisionCache | None,
-            fmt: str | None, quality: int) -> tuple[list[ImageResult | None], list[Hashable | None], list[int]]:
+            fmt: str | None, quality: int) -> tuple[PartialResults[ImageResult], list[Hashable | None]]:
+    """The cache hits, settled early, and every image's cache key (None: not keyed)."""
     per_image = target if isinstance(target, (list, tuple)) else [target] * len(images)  # one, or one per image
-    results: list[ImageResult | None] = [None] * len(images)
+    results: PartialResults[ImageResult] = PartialResults(len(images))
     keys: list[Hashable | None] = [None] * len(images)
-    todo: list[int] = []
+    if cache is None:
+        return results, keys
     for i, (image, question) in enumerate(zip(images, queries)):
-        if cache is not None:
-            keys[i] = cache.key(router, image, question, router.resolve_target(per_image[i]), fmt, quality)
-            hit = cache.get(keys[i])
-            if hit is not None:
-                # Same content, so the cached output stands for this object; it is the original
-                # itself when the image was not changed.
-                output = image if hit.output is hit.original else hit.output
-                results[i] = dataclasses.replace(hit, original=image, output=output, notes=list(hit.notes), cached=True)
-                continue
-        todo.append(i)
-    return results, keys, todo
+        keys[i] = cache.key(router, image, question, router.resolve_target(per_image[i]), fmt, quality)
+        hit = cache.get(keys[i])
+        if hit is not None:
+            # Same content, so the cached output stands for this object; it is the original
+            # itself when the image was not changed.
+            output = image if hit.output is hit.original else hit.output
+            results.settle(i, dataclasses.replace(hit, original=image, output=output, notes=list(hit.notes), cached=True))
+    return results, keys
 
 
 def _pick(target: Any, todo: list[int]) -> Any:
@@ -128,13 +128,12 @@ def _pick(target: Any, todo: list[int]) -> Any:
     return [target[i] for i in todo] if isinstance(target, (list, tuple)) else target
 
 
-def _store(results: list[ImageResult | None], keys: list[Hashable | None], todo: list[int],
-           routed: list[ImageResult], cache: DecisionCache | None) -> list[ImageResult]:
-    for i, result in zip(todo, routed):
-        results[i] = result
-        if cache is not None:
+def _store(results: PartialResults[ImageResult], keys: list[Hashable | None], routed: list[ImageResult],
+           cache: DecisionCache | None) -> list[ImageResult]:
+    if cache is not None:
+        for i, result in zip(results.todo, routed):
             cache.put(keys[i], result)
-    return results  # type: ignore[return-value]
+    return results.merge(routed)
 
 
 def route_images(
@@ -153,10 +152,11 @@ def route_images(
     question) pairs from ``cache``; the misses go through one batched router call."""
     images = list(images)
     qs = _as_queries(queries, len(images))
-    results, keys, todo = _lookup(router, images, qs, target, cache, fmt, quality)
+    results, keys = _lookup(router, images, qs, target, cache, fmt, quality)
+    todo = results.todo
     routed = route_and_resize(router, [images[i] for i in todo], [qs[i] for i in todo], target=_pick(target, todo),
                               on_error=on_error, fmt=fmt, quality=quality, local_files=local_files) if todo else []
-    return _store(results, keys, todo, routed, cache)
+    return _store(results, keys, routed, cache)
 
 
 async def aroute_images(
@@ -174,11 +174,12 @@ async def aroute_images(
     """Async :func:`route_images`: the misses are decoded, routed and resized off the event loop."""
     images = list(images)
     qs = _as_queries(queries, len(images))
-    results, keys, todo = _lookup(router, images, qs, target, cache, fmt, quality)
+    results, keys = _lookup(router, images, qs, target, cache, fmt, quality)
+    todo = results.todo
     routed = await aroute_and_resize(router, [images[i] for i in todo], [qs[i] for i in todo],
                                      target=_pick(target, todo),
                                      on_error=on_error, fmt=fmt, quality=quality, local_files=local_files) if todo else []
-    return _store(results, keys, todo, routed, cache)
+    return _store(results, keys, routed, cache)
 
 
 def summarize(results: Sequence[ImageResult | None]) -> dict[str, Any]:

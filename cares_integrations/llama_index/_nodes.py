@@ -22,6 +22,7 @@ from llama_index.core.schema import BaseNode, ImageNode, Node
 from ..core.apply import ImageResult, OnError, aroute_and_resize, route_and_resize
 from ..core.codec import make_data_url
 from ..core.errors import ImageDecodeError
+from ..core.partial import PartialResults
 from ..core.router import ROUTER_TARGET, Router
 from ..core.sources import ANY_LOCAL_FILE, LocalFilePolicy, read_local_file
 
@@ -136,12 +137,8 @@ class NodePlan:
 
     positions: list[int]
     sources: list[ImageSource]
-    early: dict[int, ImageResult]  # position -> result for nodes that failed before routing
-
-    @property
-    def to_route(self) -> list[int]:
-        """Indexes into ``positions`` that go to the router."""
-        return [i for i, pos in enumerate(self.positions) if pos not in self.early]
+    results: PartialResults[ImageResult]
+    """Slot i is the node at ``positions[i]``; nodes that failed before routing are settled early."""
 
 
 def plan(nodes: Sequence[BaseNode], on_error: OnError) -> NodePlan:
@@ -155,19 +152,12 @@ def plan(nodes: Sequence[BaseNode], on_error: OnError) -> NodePlan:
         except ImageDecodeError as exc:
             if on_error == "raise":
                 raise
-            positions.append(pos)
-            sources.append(ImageSource("none", None))
-            early[pos] = ImageResult(original=None, output=None, error=f"{type(exc).__name__}: {exc}")
-            continue
+            early[len(positions)] = ImageResult(original=None, output=None, error=f"{type(exc).__name__}: {exc}")
+            src = ImageSource("none", None)
         if src is not None:
             positions.append(pos)
             sources.append(src)
-    return NodePlan(positions, sources, early)
-
-
-def _merge(p: NodePlan, routed: list[ImageResult]) -> list[ImageResult]:
-    it = iter(routed)
-    return [p.early[pos] if pos in p.early else next(it) for pos in p.positions]
+    return NodePlan(positions, sources, PartialResults(len(positions), early))
 
 
 def resize_nodes(router: Router, nodes: Sequence[BaseNode], query: str, *, target: Any = ROUTER_TARGET,
@@ -175,10 +165,10 @@ def resize_nodes(router: Router, nodes: Sequence[BaseNode], query: str, *, targe
                  local_files: LocalFilePolicy | None = None) -> tuple[NodePlan, list[ImageResult]]:
     """Route every image node of ``nodes`` for ``query`` in one batch; returns the plan and results."""
     p = plan(nodes, on_error)
-    todo = p.to_route
+    todo = p.results.todo
     routed = route_and_resize(router, [p.sources[i].value for i in todo], query, target=target,
                               on_error=on_error, fmt=fmt, quality=quality, local_files=local_files) if todo else []
-    return p, _merge(p, routed)
+    return p, p.results.merge(routed)
 
 
 async def aresize_nodes(router: Router, nodes: Sequence[BaseNode], query: str, *, target: Any = ROUTER_TARGET,
@@ -186,11 +176,11 @@ async def aresize_nodes(router: Router, nodes: Sequence[BaseNode], query: str, *
                         local_files: LocalFilePolicy | None = None) -> tuple[NodePlan, list[ImageResult]]:
     """Async :func:`resize_nodes`: reading, decoding, routing and resizing run off the event loop."""
     p = await asyncio.to_thread(plan, nodes, on_error)
-    todo = p.to_route
+    todo = p.results.todo
     routed = await aroute_and_resize(router, [p.sources[i].value for i in todo], query, target=target,
                                      on_error=on_error, fmt=fmt, quality=quality,
                                      local_files=local_files) if todo else []
-    return p, _merge(p, routed)
+    return p, p.results.merge(routed)
 
 
 def rebuild(nodes: Sequence[BaseNode], p: NodePlan, results: list[ImageResult],

@@ -25,6 +25,7 @@ from ..core.apply import ImageResult, OnError, _check_on_error
 from ..core.conversation import DecisionCache, aroute_images, route_images
 from ..core.codec import decode_base64
 from ..core.errors import ImageDecodeError
+from ..core.partial import PartialResults
 from ..core.question import latest_question as core_latest_question
 from ..core.question import latest_question_index
 from ..routers.registry import load_router
@@ -145,7 +146,7 @@ class _ChatPlan:
             _walk(msg.blocks, found)
         self.blocks = list(found.values())
         self.sources: list[Any] = []
-        self.early: dict[int, ImageResult] = {}
+        self.results: PartialResults[ImageResult] = PartialResults(len(self.blocks))
         for i, block in enumerate(self.blocks):
             try:
                 self.sources.append(_block_source(block))
@@ -153,15 +154,7 @@ class _ChatPlan:
                 if on_error == "raise":
                     raise
                 self.sources.append(None)
-                self.early[i] = ImageResult(original=block, output=block, error=f"{type(exc).__name__}: {exc}")
-
-    @property
-    def to_route(self) -> list[int]:
-        return [i for i in range(len(self.blocks)) if i not in self.early]
-
-    def merge(self, routed: list[ImageResult]) -> list[ImageResult]:
-        it = iter(routed)
-        return [self.early[i] if i in self.early else next(it) for i in range(len(self.blocks))]
+                self.results.settle(i, ImageResult(original=block, output=block, error=f"{type(exc).__name__}: {exc}"))
 
     def finish(self, messages: list[ChatMessage], results: list[ImageResult], query: str,
                target: Optional[str]) -> list[ChatMessage]:
@@ -222,11 +215,11 @@ def resize_chat_messages(
     already routed for the same question, target and policy is not routed again.
     """
     msgs, router, query, plan = _prepare(messages, router, query, scope, on_error)
-    todo = plan.to_route
+    todo = plan.results.todo
     routed = route_images(router, [plan.sources[i] for i in todo], query,
                           target=target_or_router(target), cache=cache, on_error=on_error,
                           fmt=image_format, quality=quality, local_files=local_files) if todo else []
-    return plan.finish(msgs, plan.merge(routed), query, target or router.target)
+    return plan.finish(msgs, plan.results.merge(routed), query, target or router.target)
 
 
 @dispatcher.span
@@ -245,11 +238,11 @@ async def aresize_chat_messages(
 ) -> list[ChatMessage]:
     """Async :func:`resize_chat_messages`; decoding, routing and resizing run off the event loop."""
     msgs, router, query, plan = _prepare(messages, router, query, scope, on_error)
-    todo = plan.to_route
+    todo = plan.results.todo
     routed = await aroute_images(router, [plan.sources[i] for i in todo], query,
                                  target=target_or_router(target), cache=cache, on_error=on_error,
                                  fmt=image_format, quality=quality, local_files=local_files) if todo else []
-    return plan.finish(msgs, plan.merge(routed), query, target or router.target)
+    return plan.finish(msgs, plan.results.merge(routed), query, target or router.target)
 
 
 MOVED_IMAGE_TEXT = "[image moved to the next user message]"
