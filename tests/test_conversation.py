@@ -70,3 +70,26 @@ def test_partial_results_merge_early_and_routed_in_order():
     assert results.merge(["a", "b", "c"]) == ["a", "cached", "b", "failed", "c"]
     with pytest.raises(ValueError, match="expected 3 routed results, got 2"):
         results.merge(["a", "b"])
+
+
+def test_a_long_path_is_not_keyed_as_content(tmp_path):
+    """A string of 256+ characters used to be taken as base64 for the cache key: a long path
+    whose file changed between turns was answered with the old file's decision and bytes."""
+    from PIL import Image
+
+    from helpers import encode
+
+    folder = tmp_path.joinpath(*["d" * 60] * 4)
+    folder.mkdir(parents=True)
+    path = folder / "page.png"
+    assert len(str(path)) >= 256
+    router, cache = CountingRouter(long_side=100, free_detail=False), DecisionCache(8)
+    path.write_bytes(encode(Image.new("RGB", (400, 300), "white")))
+    first = route_images(router, [str(path)], "q", cache=cache)[0]
+    path.write_bytes(encode(Image.new("RGB", (300, 600), "white")))  # another page, same path
+    second = route_images(router, [str(path)], "q", cache=cache)[0]
+    assert router.calls == 2 and not second.cached
+    assert (first.decision.original_size, second.decision.original_size) == ((400, 300), (300, 600))
+    # Long text is not an image either; base64 of an image is keyed whatever its length.
+    assert DecisionCache.key(router, "What is the total? " * 20, "q", None, None, 90) is None
+    assert DecisionCache.key(router, PAGE_B64, "q", None, None, 90) is not None

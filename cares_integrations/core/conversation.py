@@ -18,6 +18,7 @@ from collections import OrderedDict
 from typing import Any, Hashable, Sequence
 
 from .apply import ImageResult, OnError, aroute_and_resize, route_and_resize
+from .codec import looks_like_base64_image
 from .partial import PartialResults
 from .sources import ANY_LOCAL_FILE, LocalFilePolicy
 from .router import ROUTER_TARGET, Router, _as_queries
@@ -30,13 +31,12 @@ _INLINE_PREFIXES = ("data:", "http://", "https://")
 
 
 def _content_digest(image: Any) -> str | None:
-    """A digest of an inline image (a data URL, base64 or http(s) URL string, or raw bytes); None
-    for anything whose content the object does not pin down (paths and ``file:`` URLs, whose file
-    may change between turns, PIL images). A string of 256 characters or more is taken as base64."""
+    """A digest of an inline image (a data URL, an http(s) URL, base64 of an image by the codec's
+    one rule :func:`~cares_integrations.core.codec.looks_like_base64_image`, or raw bytes); None
+    for anything whose content the object does not pin down: paths and ``file:`` URLs (their file
+    may change between turns, however long the path), other text, PIL images."""
     if isinstance(image, str):
-        head = image[:8].lower()
-        inline = head.startswith(_INLINE_PREFIXES) or (len(image) >= 256 and not head.startswith("file:"))
-        if not inline:
+        if not (image[:8].lower().startswith(_INLINE_PREFIXES) or looks_like_base64_image(image)):
             return None
         return hashlib.sha256(image.encode("utf-8", "surrogatepass")).hexdigest()
     if isinstance(image, (bytes, bytearray, memoryview)):
