@@ -110,3 +110,76 @@ def test_complete_passes_through():
         llm = make_llm(server, CountingRouter())
         assert llm.complete("Say fine").text == "fine"
         assert server.requests[0]["messages"][-1]["content"] == "Say fine"
+
+
+class MultiModalOpenAI(OpenAI):
+    """The real llama-index OpenAI client with the ``complete(prompt, image_documents)`` of the
+    llama-index-multi-modal-llms-* classes (``OpenAIMultiModal`` is this, deprecated): images
+    and prompt go in one user message."""
+
+    def _message(self, prompt, image_documents):
+        from llama_index.core.base.llms.generic_utils import image_node_to_image_block
+        from llama_index.core.schema import ImageNode
+
+        blocks = [image_node_to_image_block(d) if isinstance(d, ImageNode) else d for d in image_documents]
+        return [ChatMessage(role="user", blocks=[*blocks, TextBlock(text=prompt)])]
+
+    def complete(self, prompt, image_documents, **kwargs):
+        from llama_index.core.base.llms.generic_utils import chat_response_to_completion_response
+
+        return chat_response_to_completion_response(self.chat(self._message(prompt, image_documents), **kwargs))
+
+    async def acomplete(self, prompt, image_documents, **kwargs):
+        from llama_index.core.base.llms.generic_utils import chat_response_to_completion_response
+
+        return chat_response_to_completion_response(await self.achat(self._message(prompt, image_documents), **kwargs))
+
+
+async def test_complete_resizes_the_image_documents_of_a_multimodal_llm():
+    """complete() used to pass image_documents on untouched: the full-size pages were sent."""
+    from llama_index.core.schema import ImageNode
+
+    node = ImageNode(image=base64.b64encode(PAGE_PNG).decode(), image_mimetype="image/png")
+    block = ImageBlock(image=PAGE_PNG, image_mimetype="image/png")
+    router = CountingRouter(free_detail=False)
+    sent = {}
+    for mode in ("keyword", "positional", "async"):
+        with RecordingServer(["42"]) as server:
+            inner = MultiModalOpenAI(model="gpt-4o", api_key="test", api_base=server.url + "/v1", max_retries=0)
+            llm = CaresLLM(llm=inner, router=router, target="openai:gpt-4o")
+            if mode == "keyword":
+                out = llm.complete("What is the total?", image_documents=[node, block])
+            elif mode == "positional":
+                out = llm.complete("What is the total?", [node, block])
+            else:
+                out = await llm.acomplete("What is the total?", image_documents=[node, block])
+            assert out.text == "42"
+            sent[mode] = server.requests[0]["messages"]
+    assert wire_images({"messages": sent["keyword"]}) == [("user", (90, SMALL)), ("user", (90, SMALL))]
+    assert sent["keyword"] == sent["positional"] == sent["async"]
+    assert sent["keyword"][0]["content"][-1] == {"type": "text", "text": "What is the total?"}
+    assert router.queries[0] == ["What is the total?"] * 2
+    # The caller's documents are untouched.
+    assert base64.b64decode(node.image) == PAGE_PNG and block.image == base64.b64encode(PAGE_PNG)
+
+
+def test_complete_image_document_errors_follow_on_error():
+    from llama_index.core.schema import ImageNode
+
+    from cares_integrations.core.errors import ImageDecodeError
+
+    with RecordingServer(["ok"]) as server:
+        inner = MultiModalOpenAI(model="gpt-4o", api_key="test", api_base=server.url + "/v1", max_retries=0)
+        with pytest.raises(ImageDecodeError, match="has no image"):
+            CaresLLM(llm=inner, router=CountingRouter()).complete("q", image_documents=[ImageNode()])
+        from langchain_helpers import CORRUPT_B64
+
+        good = ImageBlock(image=PAGE_PNG, image_mimetype="image/png")
+        llm = CaresLLM(llm=inner, router=CountingRouter(free_detail=False), on_error="passthrough")
+        llm.complete("q", image_documents=[ImageNode(image=CORRUPT_B64, image_mimetype="image/png"), good])
+        parts = [p["image_url"]["url"].partition(",")[2] for p in server.requests[0]["messages"][0]["content"]
+                 if p["type"] == "image_url"]
+        assert parts[0] == CORRUPT_B64  # the corrupt page goes on as it was, the good one resized
+        assert Image.open(io.BytesIO(base64.b64decode(parts[1]))).size == (90, SMALL)
+        with pytest.raises(TypeError, match="ImageNode / ImageBlock"):
+            llm.complete("q", image_documents=["not an image document"])

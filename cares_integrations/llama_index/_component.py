@@ -74,3 +74,12 @@ class CaresOptions(BaseModel):
 
     def _target(self) -> Any:
         return target_or_router(self.target)
+
+    def _target_name(self) -> Any:
+        """The target images are sized for: ``target``, else the router's own."""
+        return self.target or self.router.target
+
+    def _route_kwargs(self) -> dict[str, Any]:
+        """The options as keyword arguments of the core's ``route_and_resize`` / ``route_images``."""
+        return {"target": self._target(), "on_error": self.on_error, "fmt": self.image_format,
+                "quality": self.quality, "local_files": self.local_files}

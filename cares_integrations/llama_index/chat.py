@@ -94,7 +94,7 @@ def has_image_blocks(messages: Sequence[ChatMessage]) -> bool:
     return False
 
 
-def _block_source(block: ImageBlock) -> Any:
+def block_source(block: ImageBlock) -> Any:
     """The plain image input for an ImageBlock: raw bytes, or a path or URL string (untrusted)."""
     data = block.image
     if isinstance(data, IOBase):
@@ -115,7 +115,8 @@ def _block_source(block: ImageBlock) -> Any:
     raise ImageDecodeError("ImageBlock has no image, path or url")
 
 
-def _resized_block(block: ImageBlock, result: ImageResult) -> ImageBlock:
+def resized_block(block: ImageBlock, result: ImageResult) -> ImageBlock:
+    """A copy of ``block`` holding ``result``'s resized bytes (``detail`` and other fields kept)."""
     payload, mime = result.base64 or "", result.mime_type
     # model_copy keeps detail and any other field; path/url are cleared so the bytes are what is sent.
     return block.model_copy(update={"image": payload.encode("ascii"), "image_mimetype": mime, "path": None, "url": None})
@@ -149,7 +150,7 @@ class _ChatPlan:
         self.results: PartialResults[ImageResult] = PartialResults(len(self.blocks))
         for i, block in enumerate(self.blocks):
             try:
-                self.sources.append(_block_source(block))
+                self.sources.append(block_source(block))
             except ImageDecodeError as exc:
                 if on_error == "raise":
                     raise
@@ -158,7 +159,7 @@ class _ChatPlan:
 
     def finish(self, messages: list[ChatMessage], results: list[ImageResult], query: str,
                target: Optional[str]) -> list[ChatMessage]:
-        replace = {id(b): _resized_block(b, r) for b, r in zip(self.blocks, results) if r.changed}
+        replace = {id(b): resized_block(b, r) for b, r in zip(self.blocks, results) if r.changed}
         decisions = []
         for block, result in zip(self.blocks, results):
             meta = result.as_metadata()

@@ -23,7 +23,7 @@ class CaresResizeEvent(BaseEvent):
     plus where the image came from); token totals are None when no target was named.
     """
 
-    source: Literal["postprocessor", "chat", "transform"] = Field(description="Which component routed the images.")
+    source: Literal["postprocessor", "chat", "transform", "complete"] = Field(description="Which component routed the images.")
     query_str: str = Field(description="The question the images were routed for.")
     target: Optional[str] = Field(default=None, description="Target model that sized the images, if any.")
     decisions: list[dict[str, Any]] = Field(default_factory=list, description="One decision dict per image.")

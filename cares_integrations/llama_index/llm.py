@@ -24,19 +24,92 @@ from llama_index.core.bridge.pydantic import Field, PrivateAttr
 from llama_index.core.llms import LLM
 from llama_index.core.llms.function_calling import FunctionCallingLLM
 
-from ..core.conversation import DEFAULT_CACHE_SIZE, DecisionCache
+from llama_index.core.base.llms.types import ImageBlock
+from llama_index.core.instrumentation import get_dispatcher
+from llama_index.core.schema import BaseNode
+
+from ..core.apply import ImageResult
+from ..core.conversation import DEFAULT_CACHE_SIZE, DecisionCache, aroute_images, route_images
+from ..core.errors import ImageDecodeError
+from ..core.model_target import provider_of
+from ..core.partial import PartialResults
 from ..core.router import Router
 from ._component import CaresOptions
-from ..core.model_target import provider_of
-from .chat import Scope, aresize_chat_messages, has_image_blocks, move_tool_images, resize_chat_messages
+from ._nodes import image_source, record, with_result
+from .chat import (
+    Scope,
+    aresize_chat_messages,
+    block_source,
+    has_image_blocks,
+    move_tool_images,
+    resize_chat_messages,
+    resized_block,
+)
+from .events import build_event
+
+dispatcher = get_dispatcher(__name__)
+
+
+class _Documents:
+    """The ``image_documents`` of one ``complete`` call: each one's image input, early failures,
+    and the copies written back in the caller's own types (``ImageNode`` or ``ImageBlock``)."""
+
+    def __init__(self, documents: Sequence[Any], on_error: str) -> None:
+        if isinstance(documents, (str, bytes, BaseNode, ImageBlock)):
+            raise TypeError(f"image_documents must be a list of ImageNode / ImageBlock, got one {type(documents).__name__}")
+        self.documents = list(documents)
+        self.sources: list[Any] = []
+        self.fields: list[str] = []
+        early: dict[int, ImageResult] = {}
+        for i, doc in enumerate(self.documents):
+            try:
+                field, source = self._source(doc)
+            except ImageDecodeError as exc:
+                if on_error == "raise":
+                    raise
+                field, source = "none", None
+                early[i] = ImageResult(original=doc, output=doc, error=f"{type(exc).__name__}: {exc}")
+            self.fields.append(field)
+            self.sources.append(source)
+        self.results: PartialResults[ImageResult] = PartialResults(len(self.documents), early)
+
+    @staticmethod
+    def _source(doc: Any) -> tuple[str, Any]:
+        if isinstance(doc, ImageBlock):
+            return "image" if doc.image else "path" if doc.path else "url", block_source(doc)
+        if isinstance(doc, BaseNode):
+            found = image_source(doc)
+            if found is None:
+                raise ImageDecodeError(f"{type(doc).__name__} {doc.node_id!r} in image_documents carries no image")
+            return found.field, found.value
+        raise TypeError(f"image_documents hold ImageNode / ImageBlock objects, got a {type(doc).__name__}")
+
+    def finish(self, routed: list[ImageResult], query: str, target: Optional[str], key: Optional[str]) -> list[Any]:
+        """Copies of the documents holding the resized images (the caller's are untouched)."""
+        results = self.results.merge(routed)
+        out: list[Any] = []
+        decisions: list[dict[str, Any]] = []
+        for doc, field, result in zip(self.documents, self.fields, results):
+            if isinstance(doc, BaseNode):
+                meta = record(doc, field, result)
+                out.append(with_result(doc, field, result, meta, key))
+            else:
+                meta = {**result.as_metadata(), "source": {"field": field}}
+                out.append(resized_block(doc, result) if result.changed else doc)
+            decisions.append(meta)
+        if self.documents:
+            dispatcher.event(build_event("complete", query, results, decisions, target))
+        return out
 
 
 class CaresLLM(CaresOptions, FunctionCallingLLM):
     """Wrap a LlamaIndex LLM so the ``ImageBlock``s it is sent are resized for the question.
 
     ``chat``, ``achat``, ``stream_chat`` and ``astream_chat`` resize (one router batch per call,
-    repeated images answered from a bounded decision cache) and then call the wrapped LLM;
-    ``complete`` and its variants pass straight through (a prompt string holds no image blocks).
+    repeated images answered from a bounded decision cache) and then call the wrapped LLM.
+    ``complete`` and its variants resize the ``image_documents`` multimodal LLMs take
+    (``complete(prompt, image_documents)``, ``ImageNode`` or ``ImageBlock``) for the prompt and
+    pass them on in the same types; a plain prompt string is passed straight through.
     ``metadata`` (context window, ``is_function_calling_model``) and tool calling
     (``_prepare_chat_with_tools``, ``get_tool_calls_from_response``) are the wrapped LLM's, so
     ``FunctionAgent(llm=CaresLLM(llm=OpenAI(...)), tools=...)`` works unchanged. Each call
@@ -117,22 +190,63 @@ class CaresLLM(CaresOptions, FunctionCallingLLM):
         """Resize off the event loop, then the wrapped LLM's ``astream_chat``."""
         return await self.llm.astream_chat(await self._aresize(messages), **kwargs)
 
-    # -- completion: a prompt string, passed through -----------------------------------------------
+    # -- completion: a prompt, with image documents for multimodal LLMs ---------------------------
+    def _complete_args(self, formatted: Any, kwargs: dict[str, Any]) -> tuple[dict[str, Any], Optional[_Documents]]:
+        """The wrapped ``complete``'s keyword arguments and the image documents to resize, if any.
+
+        Multimodal LLMs (``OpenAIMultiModal`` and the other ``llama-index-multi-modal-llms-*``
+        classes) take ``complete(prompt, image_documents)``: the documents come by keyword or as
+        the second positional argument (where plain LLMs take ``formatted``)."""
+        documents = kwargs.pop("image_documents", None)
+        if not isinstance(formatted, bool) and formatted is not None:
+            if documents is not None:
+                raise TypeError("complete() got image documents both positionally and as image_documents=")
+            documents, formatted = formatted, False
+        if documents is None:
+            return {"formatted": formatted, **kwargs}, None
+        # Multimodal complete() has no `formatted`; pass it on only when set.
+        return ({"formatted": True} if formatted else {}) | kwargs, _Documents(documents, self.on_error)
+
+    def _route_documents(self, prompt: str, plan: _Documents) -> list[Any]:
+        todo = plan.results.todo
+        routed = route_images(self.router, [plan.sources[i] for i in todo], prompt, cache=self._cache,
+                              **self._route_kwargs()) if todo else []
+        return plan.finish(routed, prompt, self._target_name(), self.metadata_key)
+
+    async def _aroute_documents(self, prompt: str, plan: _Documents) -> list[Any]:
+        todo = plan.results.todo
+        routed = await aroute_images(self.router, [plan.sources[i] for i in todo], prompt, cache=self._cache,
+                                     **self._route_kwargs()) if todo else []
+        return plan.finish(routed, prompt, self._target_name(), self.metadata_key)
+
     def complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
-        """The wrapped LLM's ``complete``."""
-        return self.llm.complete(prompt, formatted=formatted, **kwargs)
+        """The wrapped LLM's ``complete``; ``image_documents`` (``ImageNode`` / ``ImageBlock``, for
+        multimodal LLMs) are first resized for ``prompt`` in one router batch."""
+        args, plan = self._complete_args(formatted, kwargs)
+        if plan is not None:
+            args["image_documents"] = self._route_documents(prompt, plan)
+        return self.llm.complete(prompt, **args)
 
     def stream_complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponseGen:
-        """The wrapped LLM's ``stream_complete``."""
-        return self.llm.stream_complete(prompt, formatted=formatted, **kwargs)
+        """The wrapped LLM's ``stream_complete``, image documents resized as in :meth:`complete`."""
+        args, plan = self._complete_args(formatted, kwargs)
+        if plan is not None:
+            args["image_documents"] = self._route_documents(prompt, plan)
+        return self.llm.stream_complete(prompt, **args)
 
     async def acomplete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
-        """The wrapped LLM's ``acomplete``."""
-        return await self.llm.acomplete(prompt, formatted=formatted, **kwargs)
+        """The wrapped LLM's ``acomplete``, image documents resized off the event loop."""
+        args, plan = self._complete_args(formatted, kwargs)
+        if plan is not None:
+            args["image_documents"] = await self._aroute_documents(prompt, plan)
+        return await self.llm.acomplete(prompt, **args)
 
     async def astream_complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponseAsyncGen:
-        """The wrapped LLM's ``astream_complete``."""
-        return await self.llm.astream_complete(prompt, formatted=formatted, **kwargs)
+        """The wrapped LLM's ``astream_complete``, image documents resized off the event loop."""
+        args, plan = self._complete_args(formatted, kwargs)
+        if plan is not None:
+            args["image_documents"] = await self._aroute_documents(prompt, plan)
+        return await self.llm.astream_complete(prompt, **args)
 
     # -- tool calling: the wrapped LLM's ------------------------------------------------------------
     def _function_llm(self) -> FunctionCallingLLM:

@@ -71,7 +71,7 @@ class CaresImagePostprocessor(CaresOptions, BaseNodePostprocessor):
     def _finish(self, nodes: List[NodeWithScore], query: str, plan: Any, results: Any) -> List[NodeWithScore]:
         inner = [n.node for n in nodes]
         new_nodes, decisions = rebuild(inner, plan, results, self.metadata_key)
-        dispatcher.event(build_event("postprocessor", query, results, decisions, self.target or self.router.target))
+        dispatcher.event(build_event("postprocessor", query, results, decisions, self._target_name()))
         return [
             n if new is n.node else NodeWithScore(node=new, score=n.score)
             for n, new in zip(nodes, new_nodes)
@@ -83,10 +83,7 @@ class CaresImagePostprocessor(CaresOptions, BaseNodePostprocessor):
     ) -> List[NodeWithScore]:
         """Route and resize every image node for the query in one batch; copies, never mutates."""
         query = self._query_str(query_bundle)
-        plan, results = resize_nodes(
-            self.router, [n.node for n in nodes], query, target=self._target(),
-            on_error=self.on_error, fmt=self.image_format, quality=self.quality, local_files=self.local_files,
-        )
+        plan, results = resize_nodes(self.router, [n.node for n in nodes], query, **self._route_kwargs())
         return self._finish(nodes, query, plan, results)
 
     @dispatcher.span
@@ -95,8 +92,5 @@ class CaresImagePostprocessor(CaresOptions, BaseNodePostprocessor):
     ) -> List[NodeWithScore]:
         """Async version: decoding, routing and resizing run in worker threads, off the event loop."""
         query = self._query_str(query_bundle)
-        plan, results = await aresize_nodes(
-            self.router, [n.node for n in nodes], query, target=self._target(),
-            on_error=self.on_error, fmt=self.image_format, quality=self.quality, local_files=self.local_files,
-        )
+        plan, results = await aresize_nodes(self.router, [n.node for n in nodes], query, **self._route_kwargs())
         return self._finish(nodes, query, plan, results)

@@ -50,19 +50,15 @@ class CaresImageTransform(CaresOptions, TransformComponent):
 
     def _finish(self, nodes: Sequence[BaseNode], plan: Any, results: Any) -> list[BaseNode]:
         out, decisions = rebuild(list(nodes), plan, results, self.metadata_key)
-        dispatcher.event(build_event("transform", self.query, results, decisions, self.target or self.router.target))
+        dispatcher.event(build_event("transform", self.query, results, decisions, self._target_name()))
         return out
 
     def __call__(self, nodes: Sequence[BaseNode], **kwargs: Any) -> list[BaseNode]:
         """Resize the image nodes of ``nodes`` in one batch; other nodes pass through in order."""
-        plan, results = resize_nodes(self.router, list(nodes), self.query, target=self._target(),
-                                     on_error=self.on_error, fmt=self.image_format, quality=self.quality,
-                                     local_files=self.local_files)
+        plan, results = resize_nodes(self.router, list(nodes), self.query, **self._route_kwargs())
         return self._finish(nodes, plan, results)
 
     async def acall(self, nodes: Sequence[BaseNode], **kwargs: Any) -> list[BaseNode]:
         """Async :meth:`__call__`, off the event loop."""
-        plan, results = await aresize_nodes(self.router, list(nodes), self.query, target=self._target(),
-                                            on_error=self.on_error, fmt=self.image_format, quality=self.quality,
-                                     local_files=self.local_files)
+        plan, results = await aresize_nodes(self.router, list(nodes), self.query, **self._route_kwargs())
         return self._finish(nodes, plan, results)
