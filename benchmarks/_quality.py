@@ -21,7 +21,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from cares_integrations.training.evaluate import sent_cost  # noqa: E402
+from cares_integrations.training.evaluate import credited_score, sent_cost  # noqa: E402
 from cares_integrations.training.labeling import LabelRecord  # noqa: E402
 
 CORPUS = ROOT / "benchmarks" / "corpus"
@@ -132,19 +132,8 @@ class Scorer:
 
     def credit(self, sides: np.ndarray, upper: bool = False) -> np.ndarray:
         """Per-record score for requested long sides (lower credit; ``upper``: next larger size)."""
-        out = np.empty(len(self.records))
-        for i, (rec, L) in enumerate(zip(self.records, sides)):
-            if L >= self.native[i]:
-                out[i] = rec.scores[-1]
-                continue
-            res = rec.resolutions
-            if upper:
-                k = next(k for k, r in enumerate(res) if r >= L)
-            else:
-                below = [k for k, r in enumerate(res) if r <= L]
-                k = below[-1] if below else None
-            out[i] = rec.scores[k] if k is not None else 0.0
-        return out
+        return np.array([credited_score(rec.resolutions, rec.scores, int(n), float(L), upper=upper)
+                         for rec, n, L in zip(self.records, self.native, sides)])
 
     def costs(self, sides: np.ndarray, model: str | None) -> np.ndarray:
         """Per-record cost of the size sent for each request under ``model``."""

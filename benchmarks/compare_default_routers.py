@@ -48,4 +48,4 @@ for name, sides in out.items():
     for t in ("openai:gpt-4o", "qwen2.5-vl"):
         a = evaluate_long_sides(test, sizes, sides, name=name, target=t)
         b = evaluate_long_sides(test, sizes, [up(L, wh) for L, wh in zip(sides, sizes)], name=name, target=t)
-        print(f"{name:<18} {t:<14} {a.retention_lower:>10.3f}-{a.retention:<11.3f} {a.tokens_saved:>7.1%} | {b.retention:>22.3f} {b.tokens_saved:>7.1%}")
+        print(f"{name:<18} {t:<14} {a.retention:>10.3f}-{a.retention_upper:<11.3f} {a.tokens_saved:>7.1%} | {b.retention:>22.3f} {b.tokens_saved:>7.1%}")

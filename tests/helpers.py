@@ -1,4 +1,4 @@
-"""Shared test helpers: the one page renderer, image encoding, and the one loopback HTTP server.
+"""Shared test helpers: the one page renderer, the real-page fixture, image encoding, and the one loopback HTTP server.
 
 Framework-specific helpers live in ``langchain_helpers.py`` (the one recording chat model);
 fixtures in ``conftest.py``. Import from here as ``from helpers import ...`` (pytest puts
@@ -16,6 +16,7 @@ import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Union
 
 from PIL import Image, ImageDraw, ImageFont
@@ -174,3 +175,39 @@ def loopback_server(routes: Mapping[str, Route]) -> Iterator[Loopback]:
         yield server
     finally:
         server.stop()
+
+
+REAL_PAGES = Path(__file__).parent / "fixtures" / "real_pages"
+"""The checked-in real-page fixture: two Debian PDFs and their corpus labels (provenance.json)."""
+REAL_PAGE_PDFS = {"debian-refcard-en-a4": "refcard-en-a4.pdf.gz", "xace-spec": "XACE-Spec.pdf.gz"}
+
+
+def render_real_pages(folder: Path, labels: Path = REAL_PAGES / "labels-ppocr.jsonl.gz") -> Path:
+    """Render every page the fixture ``labels`` name into ``folder`` (pdftoppm at each record's
+    dpi, at the record's ``image`` path) and return ``folder``: the dataset those labels' image
+    paths are relative to. Skips the calling test when poppler is not installed."""
+    import gzip
+    import json
+    import shutil
+    import subprocess
+
+    import pytest
+
+    if shutil.which("pdftoppm") is None:
+        pytest.skip("poppler-utils not installed")
+    with gzip.open(labels, "rt", encoding="utf-8") as fh:
+        rows = [json.loads(line) for line in fh if line.strip()]
+    for row in rows:
+        out = folder / row["image"]
+        if out.exists():
+            continue
+        out.parent.mkdir(parents=True, exist_ok=True)
+        pdf = folder / (row["doc"] + ".pdf")
+        if not pdf.exists():
+            pdf.write_bytes(gzip.decompress((REAL_PAGES / REAL_PAGE_PDFS[row["doc"]]).read_bytes()))
+        page = str(row["page"])
+        subprocess.run(["pdftoppm", "-r", str(row["dpi"]), "-f", page, "-l", page, "-singlefile", "-png", str(pdf),
+                        str(out.with_suffix(""))], check=True)
+        with Image.open(out) as img:
+            assert list(img.size) == row["native_size"], (out, img.size, row["native_size"])
+    return folder

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 from PIL import Image
@@ -71,10 +72,12 @@ def test_policies_on_hand_checked_pixels():
     assert "oracle" in report.table() and "fixed-768" in report.table()
 
 
-def test_continuous_sizes_are_credited_with_the_next_labeled_resolution():
-    # 896 px is credited with the 1024-px score but pays for 896 px: the documented approximation.
+def test_in_between_sizes_are_credited_with_the_next_smaller_labeled_resolution():
+    # 896 px is credited with the 768-px score (a lower bound) and pays for 896 px; the optimistic
+    # side of the bracket credits the 1024-px score.
     r = evaluate_long_sides(RECORDS, SQUARE, [384, 896], name="c")
-    assert r.mean_score == 1.0 and r.tokens == 384 ** 2 + 896 ** 2
+    assert r.mean_score == 0.75 and r.tokens == 384 ** 2 + 896 ** 2
+    assert r.retention == 0.75 and r.retention_upper == 1.0
     # a long side above the page is capped at the page; above the largest resolution scores as it
     r = evaluate_long_sides([rec(0, (0.0, 0.2, 0.7))], [(2000, 1000)], [5000])
     assert r.mean_score == pytest.approx(0.7) and r.mean_long_side == 2000 and r.tokens_saved == 0.0
@@ -197,11 +200,83 @@ def test_retention_is_bracketed_for_in_between_requests():
 
     records = [rec(0, [0.0, 1.0, 1.0]), rec(1, [0.0, 0.0, 1.0])]
     sizes = [(1700, 2200), (1700, 2200)]
-    # 700 px sits between 384 and 768: optimistic credit = 768's score, lower bound = 384's.
+    # 700 px sits between 384 and 768: credited 384's score (lower bound), optimistic = 768's.
     r = evaluate_long_sides(records, sizes, [700, 900], name="between")
-    assert r.retention == pytest.approx((1.0 + 1.0) / 2)
-    assert r.retention_lower == pytest.approx(0.0)
+    assert r.retention == pytest.approx(0.0)
+    assert r.retention_upper == pytest.approx((1.0 + 1.0) / 2)
     exact = evaluate_long_sides(records, sizes, [768, 1024], name="labeled")
-    assert exact.retention == exact.retention_lower == pytest.approx(1.0)
+    assert exact.retention == exact.retention_upper == pytest.approx(1.0)
     small_page = evaluate_long_sides([records[0]], [(600, 500)], [600], name="as-is")
-    assert small_page.retention_lower == small_page.retention == pytest.approx(1.0)  # sent as is: exact
+    assert small_page.retention_upper == small_page.retention == pytest.approx(1.0)  # sent as is: exact
+
+
+def _mixed(i, resolutions, scores, label_resolution):
+    return LabelRecord(id=f"m{i}", image=f"p{i}.png", question="q", answers=["a"], target="ocr:ppocr",
+                       resolutions=resolutions, predictions=["x"] * len(resolutions), scores=scores,
+                       label=resolutions.index(label_resolution), label_resolution=label_resolution)
+
+
+# a letter page at 100 dpi (its own long side 1100 last) and an A4 landscape page at 150 dpi (1754)
+MIXED = [_mixed(0, [384, 768, 1100], [0.0, 0.5, 1.0], 1100),
+         _mixed(1, [384, 768, 1024, 1536, 1754], [0.0, 0.0, 1.0, 1.0, 1.0], 1024)]
+MIXED_SIZES = [(850, 1100), (1754, 1241)]
+
+
+def test_mixed_resolution_lists_are_credited_with_the_shared_rule():
+    # 900 px: the letter page gets its 768 score, the A4 page its 768 score; 1200 px: the letter
+    # page is sent as is (its last score), the A4 page gets 1024's; the optimistic side 1536's
+    r = evaluate_long_sides(MIXED, MIXED_SIZES, [900, 900])
+    assert r.mean_score == pytest.approx(0.25) and r.retention == pytest.approx(0.25)
+    assert r.retention_upper == pytest.approx(1.0)
+    r = evaluate_long_sides(MIXED, MIXED_SIZES, [1200, 1200])
+    assert r.retention == pytest.approx(1.0) and r.tokens == 850 * 1100 + 1200 * 849
+    report = evaluate_labels(MIXED, sizes=MIXED_SIZES)
+    assert report.resolutions == [384, 768, 1024, 1536]  # each page's own long side is not a fixed size
+    assert report.policy("fixed-1024").retention == pytest.approx(0.75)  # the letter page at its 768 score
+    assert report.policy("fixed-1536").retention == pytest.approx(1.0)  # the letter page goes as is
+    assert report.policy("fixed-768").retention == pytest.approx(0.25)
+    oracle = report.policy("oracle")  # each record among its own sizes: 1100 (as is) and 1024
+    assert oracle.retention == 1.0 and oracle.mean_long_side == pytest.approx((1100 + 1024) / 2)
+    assert report.label_distribution == [0, 0, 1, 0] and report.labels_as_is == 1
+    assert any("different resolution lists" in n for n in report.notes)
+    # a gate's probabilities over those sizes: the "as is" label of the 1100-px page is the first
+    # bin that sends it as is (1536)
+    p = [[0.0, 0.0, 0.0, 1.0], [0.0, 0.0, 1.0, 0.0]]
+    report = evaluate_labels(MIXED, sizes=MIXED_SIZES, probabilities=p)
+    assert report.classifier.accuracy == 1.0 and report.policy("discrete").retention == pytest.approx(1.0)
+
+
+def test_checked_in_real_page_labels_evaluate_with_the_cli(tmp_path, capsys):
+    """The real-page fixture's labels (both readers; two resolution lists, each page's own long side
+    last) through ``cares eval``, with and without the default router, on the rendered pages."""
+    from helpers import REAL_PAGES, render_real_pages
+
+    from cares_integrations import load_router
+    from cares_integrations.cli import main as cares_main
+    from cares_integrations.training.evaluate import credited_score
+    from cares_integrations.training.labeling import load_labels
+
+    pages = render_real_pages(tmp_path / "pages")
+    for reader in ("ppocr", "tesseract"):
+        labels = REAL_PAGES / f"labels-{reader}.jsonl.gz"
+        records = load_labels(labels)
+        assert len({tuple(r.resolutions) for r in records}) == 2
+        sizes = [tuple(r.extra["native_size"]) for r in records]
+        report = evaluate_labels(records, sizes=sizes)
+        assert report.resolutions == [384, 512, 640, 768, 896, 1024, 1280, 1536]
+        native = np.mean([r.scores[-1] for r in records])
+        for size in (512, 1280):  # 1280 is above the 1100-px pages: those go as is
+            want = np.mean([r.scores[r.resolutions.index(size)] if size in r.resolutions else r.scores[-1]
+                            for r in records]) / native
+            assert report.policy(f"fixed-{size}").retention == pytest.approx(want)
+        json_out = tmp_path / f"{reader}.json"
+        rc = cares_main(["eval", "--labels", str(labels), "--dataset", str(pages), "--router", "default",
+                         "--json", str(json_out)])
+        printed = capsys.readouterr().out
+        assert rc == 0 and "router (text-scale)" in printed and "different resolution lists" in printed
+        routed = json.loads(json_out.read_text())["router"]
+        decisions = load_router("default").route_batch([str(pages / r.image) for r in records],
+                                                       [r.question for r in records])
+        want = np.mean([credited_score(r.resolutions, r.scores, max(d.original_size), d.long_side)
+                        for r, d in zip(records, decisions)]) / native
+        assert routed["retention"] == pytest.approx(want) and routed["n"] == 16

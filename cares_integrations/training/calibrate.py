@@ -194,8 +194,9 @@ def _base_long_sides(router: Any, records: Sequence[LabelRecord], dataset_dir: P
 def calibration_table(records: Sequence[LabelRecord], sizes: Sequence[tuple[int, int]], base_sides: Sequence[float],
                       *, cost_target: str | None = None, free_detail: bool = True) -> CalibrationTable:
     """Build the :class:`CalibrationTable` of a sample (records may have different resolution
-    lists; each page's own long side is its native size)."""
-    from .evaluate import sent_cost
+    lists; each page's own long side is its native size; scores credited by
+    :func:`~cares_integrations.training.evaluate.credited_score`)."""
+    from .evaluate import credited_score, sent_cost
 
     if not (len(records) == len(sizes) == len(base_sides)) or not records:
         raise ValueError(f"need the same non-zero number of records ({len(records)}), page sizes ({len(sizes)}) "
@@ -214,15 +215,9 @@ def calibration_table(records: Sequence[LabelRecord], sizes: Sequence[tuple[int,
     costs = np.zeros((n, g + 1))
     cache: dict[tuple[int, int, int], int] = {}
     for i, (rec, (w, h)) in enumerate(zip(records, sizes)):
-        res = list(rec.resolutions)
         for j in range(g + 1):
             side = grid[j] if j < g and grid[j] < native[i] else int(native[i])
-            if side >= native[i]:
-                credited = rec.scores[-1]
-            else:
-                below = [k for k, r in enumerate(res) if r <= side]
-                credited = rec.scores[below[-1]] if below else 0.0
-            scores[i, j] = credited
+            scores[i, j] = credited_score(rec.resolutions, rec.scores, int(native[i]), side)
             key = (w, h, side)
             if key not in cache:
                 cache[key] = sent_cost(w, h, side, model, free_detail=free_detail)

@@ -252,7 +252,8 @@ def _eval_parser(parser: CliParser, sub: argparse._SubParsersAction) -> None:
             "fixed sizes, the labels themselves, the oracle (smallest sufficient size per sample), and,\n"
             "with --router, the router's own decisions (plus, for gates, the discrete and continuous\n"
             "policies, a threshold sweep and classifier accuracy / macro-F1 / ECE). A long side is\n"
-            "credited with the score at the smallest labeled resolution at or above it. Prints a table;\n"
+            "credited with the score at the largest labeled resolution at or below it (the page's own\n"
+            "score at its long side); records may carry different resolution lists. Prints a table;\n"
             "--plots writes savings.png (savings against retention) and reliability.png.\n\n" + _FORMATS),
     )
     p.add_argument("--labels", required=True, help="labels JSONL written by 'cares label'")

@@ -14,17 +14,17 @@ Two kinds of numbers:
   cost is pixels (width x height).
 
 How a policy is scored from labels alone (no new target calls). A sample was labeled at
-resolutions r_1 < ... < r_K. A policy asking for long side L (capped at the page's own long
-side) is credited with the score at the **smallest labeled resolution >= L**; a long side above
-r_K gets the score at r_K (so "native" scores as r_K: pages larger than r_K are assumed to answer
-no better at full size than at r_K). Between labeled resolutions this is optimistic: 700 px is
-credited with the 768-px score while paying for 700 px. The oracle below picks among the labeled
-resolutions, so a continuous policy can appear to save more than the oracle at the same score;
-that gap is the approximation, not a real gain. So every result also carries the exact other
-side of the bracket, ``retention_lower``: the same samples credited with the score at the
-**largest labeled resolution <= L** (0 below r_1; exact where L is the page's own long side,
-since the page is then sent as is). The true retention lies between the two; for fixed sizes and
-the oracle, which ask for labeled resolutions, they coincide.
+resolutions r_1 < ... < r_K (records may carry different lists; the corpus writes each page's own
+long side last). A policy asking for long side L (capped at the page's own long side) is credited
+by :func:`credited_score`, the one rule every evaluation in this project uses (``cares eval``,
+``cares calibrate``, ``benchmarks/bench_quality.py``): the score at the **largest labeled
+resolution <= L** (0 below r_1), and the last score when L reaches the page's own long side (the
+page is sent as is; pages larger than r_K are assumed to answer no better at full size than at
+r_K). This is exact where L is a labeled resolution or the page (fixed sizes, the oracle, a
+calibrated router) and a lower bound in between: 700 px is credited with the 512-px score while
+paying for 700 px. So every result also carries the other side of the bracket,
+``retention_upper``: the same requests credited with the score at the **smallest labeled
+resolution >= L** (optimistic). The true retention lies between the two.
 
 Policies reported:
 
@@ -42,6 +42,7 @@ Policies reported:
 
 from __future__ import annotations
 
+import bisect
 import math
 import os
 from dataclasses import asdict, dataclass, field
@@ -57,6 +58,7 @@ __all__ = [
     "EvaluationReport",
     "PolicyResult",
     "classifier_metrics",
+    "credited_score",
     "evaluate_labels",
     "evaluate_long_sides",
     "evaluate_router",
@@ -143,8 +145,8 @@ def classifier_metrics(probabilities: Any, labels: Sequence[int], *, n_bins: int
 class PolicyResult:
     """What one policy does on a labeled set for one target.
 
-    ``mean_score``: mean ANLS credited (see the module docstring); ``retention``: that over the
-    native mean score; ``tokens`` / ``native_tokens``: visual tokens (or pixels when
+    ``mean_score``: mean ANLS credited by :func:`credited_score` (see the module docstring);
+    ``retention``: that over the native mean score; ``tokens`` / ``native_tokens``: visual tokens (or pixels when
     ``unit == "pixels"``) summed over samples; ``tokens_saved``: 1 - tokens / native_tokens;
     ``mean_long_side``: mean requested long side in px.
     """
@@ -158,9 +160,9 @@ class PolicyResult:
     tokens_saved: float
     mean_long_side: float
     unit: str = "tokens"
-    retention_lower: float | None = None
-    """Retention with in-between requests credited the next smaller labeled size's score: a
-    lower bound, where ``retention`` is the upper one (see the module docstring)."""
+    retention_upper: float | None = None
+    """Retention with in-between requests credited the next larger labeled size's score: an
+    optimistic bound, where ``retention`` is the exact lower one (see the module docstring)."""
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict."""
@@ -193,17 +195,42 @@ def page_sizes(records: Sequence[LabelRecord], dataset_dir: str | os.PathLike | 
     return sizes
 
 
-def _check(records: Sequence[LabelRecord], sizes: Sequence[tuple[int, int]]) -> list[int]:
+def credited_score(resolutions: Sequence[int], scores: Sequence[float], native_long: int, long_side: float,
+                   *, upper: bool = False) -> float:
+    """The score one labeled record is credited with when a policy asks for ``long_side`` px.
+
+    At or above the page's own long side ``native_long``: the page is sent as is, the last score.
+    Below it: the score at the largest labeled resolution <= ``long_side`` (0 below the smallest),
+    exact at labeled sizes and a lower bound in between; ``upper=True`` credits the smallest
+    labeled resolution >= ``long_side`` instead (the optimistic side of the bracket). The one
+    crediting rule of ``cares eval``, ``cares calibrate`` and the corpus benchmarks."""
+    if long_side >= native_long:
+        return float(scores[-1])
+    if upper:
+        k = bisect.bisect_left(list(resolutions), long_side - 1e-9)
+        return float(scores[min(k, len(scores) - 1)])
+    k = bisect.bisect_right(list(resolutions), long_side + 1e-9) - 1
+    return float(scores[k]) if k >= 0 else 0.0
+
+
+def evaluation_grid(records: Sequence[LabelRecord], sizes: Sequence[tuple[int, int]]) -> list[int]:
+    """The resolutions a labeled set is evaluated at (fixed sizes, bins): the records' common
+    list when they share one; otherwise (each page's own long side last, as the corpus labels are
+    written) the union of every record's sizes except a last entry that is its page's long side."""
     if not records:
         raise ValueError("no label records to evaluate")
     if len(sizes) != len(records):
         raise ValueError(f"{len(sizes)} page sizes for {len(records)} records")
-    res = list(records[0].resolutions)
-    for rec in records:
-        if rec.resolutions != res:
-            raise ValueError(f"label {rec.id!r} has resolutions {rec.resolutions}, others {res}: "
-                             "evaluate one resolution set at a time")
-    return res
+    first = list(records[0].resolutions)
+    if all(list(rec.resolutions) == first for rec in records):
+        return first
+    grid: set[int] = set()
+    for rec, size in zip(records, sizes):
+        res = list(rec.resolutions)
+        if res and res[-1] >= max(size):
+            res = res[:-1]
+        grid.update(int(r) for r in res)
+    return sorted(grid)
 
 
 def sent_cost(width: int, height: int, long_side: int, model: Any = None, *, free_detail: bool = True) -> int:
@@ -228,7 +255,7 @@ class _Costs:
         from ..core.tokens import get_target
 
         self.records, self.sizes = records, sizes
-        self.res = _check(records, sizes)
+        self.res = evaluation_grid(records, sizes)
         self.model = get_target(target) if target is not None else None
         self.free_detail = free_detail
         self.unit = "tokens" if self.model is not None else "pixels"
@@ -245,18 +272,9 @@ class _Costs:
         w, h = self.sizes[i]
         return max(1, min(int(math.ceil(float(long_side) - 1e-9)), max(w, h)))
 
-    def score(self, i: int, long_side: int) -> float:
-        for k, r in enumerate(self.res):
-            if r >= long_side:
-                return self.records[i].scores[k]
-        return self.records[i].scores[-1]
-
-    def score_lower(self, i: int, long_side: int) -> float:
-        """The score at the largest labeled resolution <= the request: a lower bound."""
-        if long_side >= max(self.sizes[i]):  # the page as is: exact
-            return self.score(i, long_side)
-        below = [k for k, r in enumerate(self.res) if r <= long_side]
-        return self.records[i].scores[below[-1]] if below else 0.0
+    def score(self, i: int, long_side: int, upper: bool = False) -> float:
+        rec = self.records[i]
+        return credited_score(rec.resolutions, rec.scores, max(self.sizes[i]), long_side, upper=upper)
 
     def native(self) -> tuple[float, int]:
         scores = [self.score(i, max(wh)) for i, wh in enumerate(self.sizes)]
@@ -271,11 +289,11 @@ class _Costs:
         tokens = sum(self.cost(*self.sizes[i], L) for i, L in enumerate(asked))
         native_score, native_tokens = self.native()
         mean = float(np.mean(scores))
-        lower = float(np.mean([self.score_lower(i, L) for i, L in enumerate(asked)]))
+        upper = float(np.mean([self.score(i, L, upper=True) for i, L in enumerate(asked)]))
         return PolicyResult(
             name=name, n=len(asked), mean_score=mean,
             retention=mean / native_score if native_score > 0 else float("nan"),
-            retention_lower=lower / native_score if native_score > 0 else float("nan"),
+            retention_upper=upper / native_score if native_score > 0 else float("nan"),
             tokens=int(tokens), native_tokens=int(native_tokens),
             tokens_saved=1.0 - tokens / native_tokens if native_tokens else 0.0,
             mean_long_side=float(np.mean(asked)), unit=self.unit,
@@ -286,11 +304,25 @@ class _Costs:
         for i, rec in enumerate(self.records):
             w, h = self.sizes[i]
             options = []
-            for r in self.res:
+            for r in rec.resolutions:  # each record's own labeled sizes
                 L = self.requested(i, r)
                 options.append((-self.score(i, L), self.cost(w, h, L), L))
             sides.append(min(options)[2])  # best score, then fewest tokens, then smallest size
         return sides
+
+    def label_indices(self, bins: Sequence[int]) -> list[int] | None:
+        """Each record's label as an index into ``bins`` (its label resolution, or the smallest
+        bin at or above its page when the label is the page as is); None when one is not a bin."""
+        out = []
+        for rec, size in zip(self.records, self.sizes):
+            r = int(rec.label_resolution)
+            if r in bins:
+                out.append(list(bins).index(r))
+            elif r >= max(size) and bins[-1] >= max(size):
+                out.append(bisect.bisect_left(list(bins), max(size)))
+            else:
+                return None
+        return out
 
 
 def evaluate_long_sides(
@@ -363,6 +395,8 @@ class EvaluationReport:
     sweep: list[PolicyResult] = field(default_factory=list)
     classifier: ClassifierMetrics | None = None
     label_distribution: list[int] = field(default_factory=list)
+    labels_as_is: int = 0
+    """Samples labeled at their page's own long side where that is not in ``resolutions``."""
     notes: list[str] = field(default_factory=list)
 
     def policy(self, name: str) -> PolicyResult:
@@ -376,7 +410,7 @@ class EvaluationReport:
         """JSON-ready dict."""
         return {
             "target": self.target, "n": self.n, "resolutions": self.resolutions,
-            "label_distribution": self.label_distribution,
+            "label_distribution": self.label_distribution, "labels_as_is": self.labels_as_is,
             "policies": [p.to_dict() for p in self.policies],
             "router": self.router.to_dict() if self.router else None,
             "sweep": [p.to_dict() for p in self.sweep],
@@ -389,15 +423,17 @@ class EvaluationReport:
         unit = self.policies[0].unit if self.policies else "tokens"
         lines = [f"{self.n} samples; target: {self.target or 'none (cost in pixels)'}; "
                  f"resolutions {self.resolutions}; labels per resolution {self.label_distribution}",
-                 f"{'policy':<22} {'mean ANLS':>9} {'retained':>9} {'at least':>9} {'mean px':>8} "
+                 f"{'policy':<22} {'mean ANLS':>9} {'retained':>9} {'at most':>9} {'mean px':>8} "
                  f"{unit + ' saved':>13}"]
+        if self.labels_as_is:
+            lines[0] += f"; {self.labels_as_is} labeled at the page as is"
         rows = self.policies + ([self.router] if self.router else [])
         for p in rows:
-            low = f"{p.retention_lower:>9.1%}" if p.retention_lower is not None else f"{'':>9}"
-            lines.append(f"{p.name:<22} {p.mean_score:>9.3f} {p.retention:>9.1%} {low} {p.mean_long_side:>8.0f} "
+            up = f"{p.retention_upper:>9.1%}" if p.retention_upper is not None else f"{'':>9}"
+            lines.append(f"{p.name:<22} {p.mean_score:>9.3f} {p.retention:>9.1%} {up} {p.mean_long_side:>8.0f} "
                          f"{p.tokens_saved:>13.1%}")
-        lines.append("retained: credits a size between labeled resolutions with the next larger one's score "
-                     "(optimistic); at least: with the next smaller one's (exact lower bound)")
+        lines.append("retained: a size between labeled resolutions is credited with the next smaller one's score "
+                     "(exact at labeled sizes, a lower bound between); at most: with the next larger one's")
         if self.classifier:
             c = self.classifier
             lines.append(f"classifier: accuracy {c.accuracy:.3f}  macro-F1 {c.macro_f1:.3f}  ECE {c.ece:.3f}")
@@ -439,15 +475,29 @@ def evaluate_labels(
     policies += [costs.result(f"fixed-{r}", [r] * len(records)) for r in res]
     policies.append(costs.result("labels", [rec.label_resolution for rec in records]))
     policies.append(costs.result("oracle", costs.oracle_sides()))
+    distribution = [0] * len(res)
+    as_is = 0
+    for rec in records:
+        if int(rec.label_resolution) in res:
+            distribution[res.index(int(rec.label_resolution))] += 1
+        else:
+            as_is += 1  # labeled "the page as is", a size outside the grid
     report = EvaluationReport(target=target, n=len(records), resolutions=res, policies=policies,
-                              router=router_result,
-                              label_distribution=np.bincount([r.label for r in records], minlength=len(res)).tolist())
+                              router=router_result, label_distribution=distribution, labels_as_is=as_is)
+    if len({tuple(rec.resolutions) for rec in records}) > 1:
+        report.notes.append("records have different resolution lists (each page's own long side last): "
+                            f"fixed sizes and bins are {res}; a size a record was not labeled at is credited "
+                            "with its next smaller labeled size's score")
     if probabilities is not None:
         p = _probabilities(probabilities, len(records), len(res))
         report.policies.append(costs.result("discrete", _policy_sides(p, res, "discrete")))
         report.policies.append(costs.result("continuous", _policy_sides(p, res, "continuous")))
         report.sweep = threshold_sweep(records, sizes, p, bins=res, target=target, free_detail=free_detail)
-        report.classifier = classifier_metrics(p, [r.label for r in records])
+        labels = costs.label_indices(res)
+        if labels is None:
+            report.notes.append("some labels are the page as is, larger than every bin: no classifier metrics")
+        else:
+            report.classifier = classifier_metrics(p, labels)
     return report
 
 
@@ -458,9 +508,9 @@ def evaluate_router(
 ) -> EvaluationReport:
     """Route every labeled sample with ``router`` and evaluate its decisions.
 
-    Each sample is credited with the score at the smallest labeled resolution >= the long side
-    the router asked for (capped at the page) and charged the tokens of the size it would send
-    for ``target``. When the router gives class probabilities over the labels' resolutions
+    Each sample is credited by :func:`credited_score` (the score at the largest labeled
+    resolution <= the long side the router asked for, the last one at the page's own size) and
+    charged the tokens of the size it would send for ``target``. When the router gives class probabilities over the labels' resolutions
     (a gate), the report also has classifier metrics, the discrete and continuous policies and
     a threshold sweep.
     """

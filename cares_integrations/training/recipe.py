@@ -19,8 +19,9 @@ Steps (each resumable; rerunning with the same ``--out`` picks up where it stopp
    ``cares_integrations/routers/learned_default/``.
 
 How a routed size is scored: as in :mod:`.evaluate` (a requested long side, capped at the page,
-is credited with the score at the smallest labeled resolution at or above it; above the largest
-labeled resolution, with that one's score). Retention = mean credited score / mean score of the
+is credited by :func:`.evaluate.credited_score`: the score at the largest labeled resolution at
+or below it; at the page's own long side, the last one). The figures in docs/learned-default.md
+were measured when the credit was the smallest labeled resolution at or above the request. Retention = mean credited score / mean score of the
 page sent as is ("native", scored at the largest labeled resolution). Tokens are the target's
 visual tokens for the size the router's decision actually sends (provider-aware sizing), against
 the page sent as is.
@@ -268,8 +269,8 @@ def evaluate_routers(records: list[Any], dataset: Path, routers: dict[str, Any],
 
     Each router routes every sample once (pages decoded once); the long sides it asked for are
     then scored per target with :func:`.evaluate.evaluate_long_sides`, which credits and charges
-    exactly as :func:`.evaluate.evaluate_router` does (the score at the smallest labeled
-    resolution at or above the request; the tokens of the provider-aware send size).
+    exactly as :func:`.evaluate.evaluate_router` does (:func:`.evaluate.credited_score`; the
+    tokens of the provider-aware send size).
 
     Returns ``{target: {name: {"retention", "tokens_saved", "mean_score", "mean_long_side",
     "ms_per_sample"}}}``."""
