@@ -62,6 +62,7 @@ __all__ = [
     "evaluate_labels",
     "evaluate_long_sides",
     "evaluate_router",
+    "evaluation_grid",
     "oracle_policy",
     "page_sizes",
     "plot_reliability",
@@ -146,8 +147,8 @@ class PolicyResult:
     """What one policy does on a labeled set for one target.
 
     ``mean_score``: mean ANLS credited by :func:`credited_score` (see the module docstring);
-    ``retention``: that over the native mean score; ``tokens`` / ``native_tokens``: visual tokens (or pixels when
-    ``unit == "pixels"``) summed over samples; ``tokens_saved``: 1 - tokens / native_tokens;
+    ``retention``: that over the native mean score; ``tokens`` / ``native_tokens``: visual
+    tokens (or pixels when ``unit == "pixels"``) summed over samples; ``tokens_saved``: 1 - tokens / native_tokens;
     ``mean_long_side``: mean requested long side in px.
     """
 
