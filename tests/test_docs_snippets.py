@@ -21,7 +21,6 @@ import asyncio
 import contextlib
 import gzip
 import io
-import json
 import os
 import re
 import shlex
@@ -35,6 +34,7 @@ from pathlib import Path
 
 import pytest
 
+from helpers import REAL_PAGES, render_real_pages
 from recording_server import RecordingServer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -204,28 +204,14 @@ def provider_env(monkeypatch):
         yield server
 
 
-REAL_PAGES = ROOT / "tests" / "fixtures" / "real_pages"
 
 
 @pytest.fixture(scope="session")
 def real_pages_dir(tmp_path_factory) -> Path:
     """The fixture's real pages rendered where its labels expect them, with the PP-OCR labels as
     ``labels.jsonl`` (pdftoppm from poppler-utils)."""
-    if shutil.which("pdftoppm") is None:
-        pytest.skip("poppler-utils (pdftoppm) not installed")
-    out = tmp_path_factory.mktemp("real_pages")
-    labels = gzip.decompress((REAL_PAGES / "labels-ppocr.jsonl.gz").read_bytes())
-    (out / "labels.jsonl").write_bytes(labels)
-    pdfs = {"debian-refcard-en-a4": "refcard-en-a4.pdf.gz", "xace-spec": "XACE-Spec.pdf.gz"}
-    for image in sorted({json.loads(line)["image"] for line in labels.decode().splitlines()}):
-        doc, name = image.split("/")[1:]
-        page, dpi = re.fullmatch(r"p(\d+)-(\d+)dpi\.png", name).groups()
-        pdf = out / (doc + ".pdf")
-        if not pdf.exists():
-            pdf.write_bytes(gzip.decompress((REAL_PAGES / pdfs[doc]).read_bytes()))
-        (out / image).parent.mkdir(parents=True, exist_ok=True)
-        subprocess.run(["pdftoppm", "-r", dpi, "-f", str(int(page)), "-l", str(int(page)), "-singlefile", "-png",
-                        str(pdf), str(out / image)[:-4]], check=True)
+    out = render_real_pages(tmp_path_factory.mktemp("real_pages"))
+    (out / "labels.jsonl").write_bytes(gzip.decompress((REAL_PAGES / "labels-ppocr.jsonl.gz").read_bytes()))
     return out
 
 
