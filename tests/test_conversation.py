@@ -93,3 +93,24 @@ def test_a_long_path_is_not_keyed_as_content(tmp_path):
     # Long text is not an image either; base64 of an image is keyed whatever its length.
     assert DecisionCache.key(router, "What is the total? " * 20, "q", None, None, 90) is None
     assert DecisionCache.key(router, PAGE_B64, "q", None, None, 90) is not None
+
+
+def test_the_one_lru_evicts_the_least_recently_used():
+    """The decision cache, the gate's vision cache and the OCR page caches share core.lru."""
+    from PIL import Image
+
+    from cares_integrations.core.lru import LRUCache, pixel_digest
+
+    cache = LRUCache(2)
+    cache.put("a", 1)
+    cache.put("b", 2)
+    assert cache.get("a") == 1  # "a" is now the most recent
+    cache.put("c", 3)
+    assert (cache.get("b"), cache.get("a"), cache.get("c")) == (None, 1, 3)
+    assert (cache.hits, cache.misses, len(cache)) == (3, 1, 2)
+    off = LRUCache(0)
+    off.put("a", 1)
+    assert off.get("a") is None and len(off) == 0
+    white, black = Image.new("L", (4, 4), 255), Image.new("L", (4, 4), 0)
+    assert pixel_digest(white) == pixel_digest(white.copy()) != pixel_digest(black)
+    assert pixel_digest(Image.new("L", (2, 8), 255)) != pixel_digest(white)  # same bytes, other size

@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import threading
-from collections import OrderedDict
 from typing import Any, Hashable, Sequence
 
 from .apply import ImageResult, OnError, aroute_and_resize, route_and_resize
 from .codec import looks_like_base64_image
+from .lru import LRUCache
 from .partial import PartialResults
 from .sources import ANY_LOCAL_FILE, LocalFilePolicy
 from .router import ROUTER_TARGET, Router, _as_queries
@@ -44,7 +43,7 @@ def _content_digest(image: Any) -> str | None:
     return None
 
 
-class DecisionCache:
+class DecisionCache(LRUCache[ImageResult]):
     """A bounded, thread-safe LRU of routed images keyed by (image content, question, target,
     router and policy, output format).
 
@@ -56,17 +55,7 @@ class DecisionCache:
     def __init__(self, maxsize: int = DEFAULT_CACHE_SIZE) -> None:
         if int(maxsize) < 1:
             raise ValueError(f"maxsize must be at least 1, got {maxsize}")
-        self.maxsize = int(maxsize)
-        self.hits = 0
-        self.misses = 0
-        self._items: OrderedDict[Hashable, ImageResult] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-    def __repr__(self) -> str:
-        return f"DecisionCache(maxsize={self.maxsize}, size={len(self)}, hits={self.hits}, misses={self.misses})"
+        super().__init__(maxsize)
 
     @staticmethod
     def key(router: Router, image: Any, question: str, target: str | None, fmt: str | None, quality: int) -> Hashable | None:
@@ -77,31 +66,10 @@ class DecisionCache:
         return (digest, question, target, type(router).__qualname__, router.name, repr(router.policy),
                 router.free_detail, fmt, quality)
 
-    def get(self, key: Hashable | None) -> ImageResult | None:
-        """The cached result for ``key`` (marking it recently used), counting a hit or a miss."""
-        with self._lock:
-            if key is not None and key in self._items:
-                self._items.move_to_end(key)
-                self.hits += 1
-                return self._items[key]
-            self.misses += 1
-            return None
-
     def put(self, key: Hashable | None, result: ImageResult) -> None:
         """Remember a routed result; failures and skips are not cached (they are cheap or must retry)."""
-        if key is None or result.decision is None:
-            return
-        with self._lock:
-            self._items[key] = result
-            self._items.move_to_end(key)
-            while len(self._items) > self.maxsize:
-                self._items.popitem(last=False)
-
-    def clear(self) -> None:
-        """Forget every entry and reset the counters."""
-        with self._lock:
-            self._items.clear()
-            self.hits = self.misses = 0
+        if result.decision is not None:
+            super().put(key, result)
 
 
 def _lookup(router: Router, images: list[Any], queries: list[str], target: Any, cache: DecisionCache | None,

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from ..core.apply import ImageResult
-from ..core.codec import split_data_url
+from ..core.codec import make_data_url, split_data_url
 from ..core.fetch import is_remote_url
 
 BlockForm = Literal["image_url", "image_url_str", "input_image", "v1", "v0", "anthropic"]
@@ -121,7 +121,7 @@ def _data_url_of(block: dict[str, Any], ref: ImageBlockRef, result: ImageResult)
     if source.startswith("data:") or is_remote_url(source):
         return source
     mime = block.get("mime_type") or (block.get("source") or {}).get("media_type") or result.mime_type or "image/png"
-    return f"data:{mime};base64,{source}"
+    return make_data_url(source, mime)
 
 
 def _with_knobs(block: dict[str, Any], ref: ImageBlockRef, result: ImageResult) -> dict[str, Any]:

@@ -49,7 +49,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .labeling import LabelRecord, load_labels
+from .labeling import LabelRecord, labels_and_dataset
 
 __all__ = [
     "CalibrationReport",
@@ -420,12 +420,7 @@ def calibrate(
     from ..routers.calibrated import CalibratedRouter
     from ..routers.registry import load_router
 
-    if isinstance(labels, (str, os.PathLike)):
-        path = Path(labels)
-        records = load_labels(path)
-        dataset_dir = dataset_dir if dataset_dir is not None else path.parent
-    else:
-        records = list(labels)
+    records, dataset_dir = labels_and_dataset(labels, dataset_dir)
     if not records:
         raise ValueError("no label records to calibrate on")
     source = router if isinstance(router, str) else getattr(router, "base_source", None)

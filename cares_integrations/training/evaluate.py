@@ -51,7 +51,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from .labeling import LabelRecord, load_labels
+from .labeling import LabelRecord, labels_and_dataset
 
 __all__ = [
     "ClassifierMetrics",
@@ -464,11 +464,7 @@ def evaluate_labels(
     ``records``: label records or a labels JSONL path; page ``sizes`` are read from
     ``dataset_dir`` (default: the labels file's folder) unless given.
     """
-    if isinstance(records, (str, os.PathLike)):
-        path = Path(records)
-        records = load_labels(path)
-        dataset_dir = dataset_dir if dataset_dir is not None else path.parent
-    records = list(records)
+    records, dataset_dir = labels_and_dataset(records, dataset_dir)
     sizes = list(sizes) if sizes is not None else page_sizes(records, dataset_dir)
     costs = _Costs(records, sizes, target, free_detail)
     res = costs.res
@@ -515,12 +511,7 @@ def evaluate_router(
     (a gate), the report also has classifier metrics, the discrete and continuous policies and
     a threshold sweep.
     """
-    if isinstance(labels, (str, os.PathLike)):
-        path = Path(labels)
-        records = load_labels(path)
-        dataset_dir = dataset_dir if dataset_dir is not None else path.parent
-    else:
-        records = list(labels)
+    records, dataset_dir = labels_and_dataset(labels, dataset_dir)
     if batch_size <= 0:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
     base = Path(dataset_dir) if dataset_dir is not None else None

@@ -225,6 +225,16 @@ def load_labels(path: str | os.PathLike) -> list[LabelRecord]:
     return [LabelRecord.from_json(obj, where=f"{path}:{n}") for n, obj in rows]
 
 
+def labels_and_dataset(labels: str | os.PathLike | Iterable[LabelRecord],
+                       dataset_dir: str | os.PathLike | None) -> tuple[list[LabelRecord], str | os.PathLike | None]:
+    """The label records (read from a labels file, or the records given) and the folder their
+    image paths are relative to: ``dataset_dir``, else the labels file's folder."""
+    if isinstance(labels, (str, os.PathLike)):
+        path = Path(labels)
+        return load_labels(path), dataset_dir if dataset_dir is not None else path.parent
+    return list(labels), dataset_dir
+
+
 # -- labeling -----------------------------------------------------------------------------------
 
 

@@ -23,17 +23,16 @@ Needs the ``tesseract`` binary (``apt-get install tesseract-ocr tesseract-ocr-en
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
-import threading
-from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Sequence
 
 from PIL import Image
 
+from ..core.composite import flatten
+from ..core.lru import LRUCache, pixel_digest
 from ..core.optional import require
 from .anls import levenshtein
 from .targets import Target
@@ -294,6 +293,18 @@ def answer_from_words(words: Sequence[OcrWord], question: str) -> str:
     return ""
 
 
+def check_batch(images: Sequence[Image.Image], questions: Sequence[str]) -> tuple[list[Image.Image], list[str]]:
+    """``images`` and ``questions`` as lists of the same length, each question a string (the
+    readers' one check of an ``answer_batch`` call)."""
+    images, questions = list(images), list(questions)
+    if len(images) != len(questions):
+        raise ValueError(f"got {len(images)} images but {len(questions)} questions")
+    for i, q in enumerate(questions):
+        if not isinstance(q, str):
+            raise TypeError(f"question {i} must be a string, got {type(q).__name__}")
+    return images, questions
+
+
 class OcrReader(Target):
     """Answers extractive questions about page images with Tesseract (see the module docstring).
 
@@ -332,8 +343,7 @@ class OcrReader(Target):
         self.workers = int(workers)
         self.timeout = timeout
         self.cache_size = int(cache_size)
-        self._cache: OrderedDict[str, list[OcrWord]] = OrderedDict()
-        self._lock = threading.Lock()
+        self._cache: LRUCache[list[OcrWord]] = LRUCache(self.cache_size)
 
     def __repr__(self) -> str:
         return f"OcrReader(work_long_side={self.work_long_side}, config={self.config!r}, workers={self.workers})"
@@ -344,11 +354,7 @@ class OcrReader(Target):
         resize it by ``scale`` when given."""
         if not isinstance(image, Image.Image):
             raise TypeError(f"images must be PIL images, got {type(image).__name__}")
-        if image.mode in ("RGBA", "LA", "P"):
-            rgba = image.convert("RGBA")
-            bg = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-            image = Image.alpha_composite(bg, rgba)
-        gray = image.convert("L")
+        gray = flatten(image, "L")
         w, h = gray.size
         if scale is None:
             scale = self.work_long_side / max(w, h)
@@ -357,13 +363,6 @@ class OcrReader(Target):
         size = (max(1, round(w * scale)), max(1, round(h * scale)))
         return gray.resize(size, Image.Resampling.BICUBIC if scale > 1 else Image.Resampling.LANCZOS)
 
-    @staticmethod
-    def _key(image: Image.Image) -> str:
-        h = hashlib.blake2b(digest_size=16)
-        h.update(f"{image.mode}{image.size}".encode())
-        h.update(image.tobytes())
-        return h.hexdigest()
-
     def read_words(self, image: Image.Image, *, scale: float | None = None) -> list[OcrWord]:
         """OCR one image at the working scale; words in Tesseract's reading order (cached).
 
@@ -371,16 +370,11 @@ class OcrReader(Target):
         the factor the whole page gets, so the crop is read at the page's working scale); word
         boxes are then in the scaled image's pixels.
         """
-        key = self._key(image) + (f"@{scale:.6f}" if scale is not None else "")
-        with self._lock:
-            if key in self._cache:
-                self._cache.move_to_end(key)
-                return self._cache[key]
-        words = self._ocr(self.to_working_scale(image, scale=scale))
-        with self._lock:
-            self._cache[key] = words
-            while len(self._cache) > self.cache_size:
-                self._cache.popitem(last=False)
+        key = pixel_digest(image) + (f"@{scale:.6f}" if scale is not None else "")
+        words = self._cache.get(key)
+        if words is None:
+            words = self._ocr(self.to_working_scale(image, scale=scale))
+            self._cache.put(key, words)
         return words
 
     def _ocr(self, gray: Image.Image) -> list[OcrWord]:
@@ -407,13 +401,8 @@ class OcrReader(Target):
 
     def answer_batch(self, images: list[Image.Image], questions: list[str]) -> list[str]:
         """Answer ``questions[i]`` about ``images[i]``; each distinct image is OCR'd once."""
-        images, questions = list(images), list(questions)
-        if len(images) != len(questions):
-            raise ValueError(f"got {len(images)} images but {len(questions)} questions")
-        for i, q in enumerate(questions):
-            if not isinstance(q, str):
-                raise TypeError(f"question {i} must be a string, got {type(q).__name__}")
-        keys = [self._key(img) for img in images]
+        images, questions = check_batch(images, questions)
+        keys = [pixel_digest(img) for img in images]
         unique: dict[str, Image.Image] = {}
         for k, img in zip(keys, images):
             unique.setdefault(k, img)

@@ -17,16 +17,16 @@ Needs ``pip install 'cares-integrations[train]'`` (``rapidocr-onnxruntime``).
 
 from __future__ import annotations
 
-import hashlib
 import threading
-from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Sequence
 
 from PIL import Image
 
+from ..core.composite import flatten
+from ..core.lru import LRUCache, pixel_digest
 from ..core.optional import require
-from .ocr import OcrWord, answer_from_words
+from .ocr import OcrWord, answer_from_words, check_batch
 from .targets import Target
 
 __all__ = ["PpOcrReader", "OcrLine", "words_from_lines"]
@@ -109,7 +109,7 @@ class PpOcrReader(Target):
         self._engine = rapidocr.RapidOCR(intra_op_num_threads=int(threads), inter_op_num_threads=1)
         self.text_score = float(text_score)
         self.cache_size = int(cache_size)
-        self._cache: OrderedDict[str, list[OcrLine]] = OrderedDict()
+        self._cache: LRUCache[list[OcrLine]] = LRUCache(self.cache_size)
         self._lock = threading.Lock()  # onnxruntime sessions are not re-entrant here
 
     def __repr__(self) -> str:
@@ -128,10 +128,7 @@ class PpOcrReader(Target):
         np, cv2 = self._np, self._cv2
         if not isinstance(image, Image.Image):
             raise TypeError(f"images must be PIL images, got {type(image).__name__}")
-        if image.mode in ("RGBA", "LA", "P"):
-            rgba = image.convert("RGBA")
-            image = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
-        arr = np.ascontiguousarray(np.asarray(image.convert("RGB"))[:, :, ::-1])
+        arr = np.ascontiguousarray(np.asarray(flatten(image, "RGB"))[:, :, ::-1])
         cw, ch = context_size or (image.width, image.height)
         cap = min(1.0, MAX_SIDE_LEN / max(cw, ch))
         if cap < 1.0:
@@ -170,26 +167,15 @@ class PpOcrReader(Target):
         return lines
 
     def _page_lines(self, image: Image.Image) -> list[OcrLine]:
-        h = hashlib.blake2b(digest_size=16)
-        h.update(f"{image.mode}{image.size}".encode())
-        h.update(image.tobytes())
-        key = h.hexdigest()
-        if key in self._cache:
-            self._cache.move_to_end(key)
-            return self._cache[key]
-        lines = self.read_lines(image)
-        self._cache[key] = lines
-        while len(self._cache) > self.cache_size:
-            self._cache.popitem(last=False)
+        key = pixel_digest(image)
+        lines = self._cache.get(key)
+        if lines is None:
+            lines = self.read_lines(image)
+            self._cache.put(key, lines)
         return lines
 
     # -- answering -------------------------------------------------------------------------------
     def answer_batch(self, images: list[Image.Image], questions: list[str]) -> list[str]:
         """Answer ``questions[i]`` about ``images[i]``; each distinct image is read once."""
-        images, questions = list(images), list(questions)
-        if len(images) != len(questions):
-            raise ValueError(f"got {len(images)} images but {len(questions)} questions")
-        for i, q in enumerate(questions):
-            if not isinstance(q, str):
-                raise TypeError(f"question {i} must be a string, got {type(q).__name__}")
+        images, questions = check_batch(images, questions)
         return [answer_from_words(words_from_lines(self._page_lines(img)), q) for img, q in zip(images, questions)]

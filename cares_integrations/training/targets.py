@@ -16,7 +16,6 @@ sends them as they are.
 
 from __future__ import annotations
 
-import base64
 import io
 import logging
 import time
@@ -24,6 +23,8 @@ from abc import ABC, abstractmethod
 from typing import Any, Callable, Sequence
 
 from PIL import Image
+
+from ..core.codec import encode_base64, make_data_url
 
 __all__ = [
     "DEFAULT_PROMPT",
@@ -221,12 +222,12 @@ ImageBlock = Callable[[bytes, str], dict]
 def openai_image_block(data: bytes, mime: str) -> dict:
     """OpenAI chat-completions form, ``{"type": "image_url", "image_url": {"url": data_url}}``:
     accepted by langchain-openai and converted by most other LangChain chat models."""
-    return {"type": "image_url", "image_url": {"url": f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"}}
+    return {"type": "image_url", "image_url": {"url": make_data_url(data, mime)}}
 
 
 def standard_image_block(data: bytes, mime: str) -> dict:
     """LangChain v1 standard block, ``{"type": "image", "base64": ..., "mime_type": ...}``."""
-    return {"type": "image", "base64": base64.b64encode(data).decode("ascii"), "mime_type": mime}
+    return {"type": "image", "base64": encode_base64(data), "mime_type": mime}
 
 
 _IMAGE_BLOCKS: dict[str, ImageBlock] = {"openai": openai_image_block, "standard": standard_image_block}
