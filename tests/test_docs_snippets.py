@@ -107,7 +107,7 @@ prompt = ChatPromptTemplate.from_messages([("human", [
     {"type": "image_url", "image_url": {"url": "data:image/png;base64,{page}"}}])])
 llm = ChatOpenAI(model="gpt-4o")
 retriever = MultiModalVectorStoreIndex(
-    [ImageNode(image_path=page_path)], embed_model=MockEmbedding(embed_dim=8),
+    [ImageNode(image_path=page_path, metadata={"file_name": page_path})], embed_model=MockEmbedding(embed_dim=8),
     image_embed_model=MockMultiModalEmbedding(embed_dim=8)).as_retriever(image_similarity_top_k=1)
 mm_llm = OpenAI(model="gpt-4o")
 """,
@@ -177,7 +177,7 @@ from llama_index.core.llms import ChatMessage, ImageBlock, TextBlock
 from llama_index.core.schema import ImageDocument, ImageNode, TextNode
 from llama_index.llms.openai import OpenAI
 index = mm_index = MultiModalVectorStoreIndex(
-    [ImageNode(image_path=page_path), TextNode(text="All amounts are in EUR.")],
+    [ImageNode(image_path=page_path, metadata={"file_name": page_path}), TextNode(text="All amounts are in EUR.")],
     embed_model=MockEmbedding(embed_dim=8), image_embed_model=MockMultiModalEmbedding(embed_dim=8))
 vlm = llm = OpenAI(model="gpt-4o")
 messages = [ChatMessage(role="user", blocks=[ImageBlock(image=png_bytes), TextBlock(text="What is the total?")])]
@@ -441,3 +441,36 @@ def test_quoted_cli_output_is_what_the_command_prints(pair, tmp_path):
         out = done.stdout
     got = [line.rstrip() for line in out.rstrip("\n").splitlines()]
     assert got == [line.rstrip() for line in quoted.code.rstrip("\n").splitlines()], quoted.where
+
+
+# ---------------------------------------------------------------------------------------------
+SPEED_FIGURE = re.compile(r"\b\d+(?:\.\d+)?(?:-\d+(?:\.\d+)?)?\s?(?:ms|s|min|minutes|seconds)\b"
+                          r"|\b\d+(?:\.\d+)?(?:-\d+(?:\.\d+)?)?x (?:faster|slower)|img/s|images/s")
+COMMAND = re.compile(r"\bbench_\w+\.py|benchmarks/\w+\.py|python -m cares_integrations|`python |`cares |cares \w+ --")
+
+
+def sections(text: str) -> list[str]:
+    """The text split at markdown headings (``#`` lines inside code blocks are not headings)."""
+    masked = FENCE.sub(lambda m: re.sub(r"(?m)^(\s*)#", r"\1;", m.group(0)), text)
+    starts = sorted({0, *(m.start() for m in re.finditer(r"(?m)^#+ ", masked))})
+    return [text[a:b] for a, b in zip(starts, starts[1:] + [len(text)])]
+
+
+def test_every_speed_figure_names_the_command_that_measured_it():
+    """A section of README.md or docs/*.md that quotes a time or a speed-up names the command
+    (a benchmark, ``python ...`` or ``cares ...``) that prints it."""
+    missing = []
+    for path in DOC_FILES:
+        for section in sections(path.read_text()):
+            figures = [m.group(0) for line in section.splitlines() if "_ms" not in line  # option names
+                       for m in SPEED_FIGURE.finditer(line)]
+            if figures and not COMMAND.search(section):
+                missing.append(f"{_rel(path)}: {section.splitlines()[0]!r}: {figures[:3]}")
+    assert not missing, missing
+
+
+def test_speed_figure_check_can_fail():
+    assert SPEED_FIGURE.search("routes a page in about 20-60 ms on a CPU")
+    assert not COMMAND.search("## Speed\n\nIt routes a page in 20 ms.\n")
+    assert COMMAND.search("measured by `python benchmarks/bench_default_routers.py`")
+    assert len(sections("# a\n```bash\n# not a heading\n```\n## b\n")) == 2
