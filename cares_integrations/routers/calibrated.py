@@ -85,7 +85,7 @@ class CalibratedRouter(Router):
     def _predict(self, images: list[DecodedImage], queries: list[str]) -> list[Prediction]:
         if self.scale == 0:  # a fixed size: the base router is not needed
             return [Prediction(long_side=self.long_side_for(0.0, max(d.size))) for d in images]
-        predictions = self.base._checked(self.base._predict(images, queries), images)
+        predictions = self.base.predict(images, queries)
         return [Prediction(long_side=self.long_side_for(base_long_side(self.base, d, p), max(d.size)))
                 for d, p in zip(images, predictions)]
 

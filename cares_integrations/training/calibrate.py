@@ -185,7 +185,7 @@ def _base_long_sides(router: Any, records: Sequence[LabelRecord], dataset_dir: P
     for start in range(0, len(records), batch_size):
         chunk = records[start:start + batch_size]
         decoded = [load_image(label_page_path(r, dataset_dir), max_pixels=router.max_pixels) for r in chunk]
-        predictions = router._checked(router._predict(decoded, [r.question for r in chunk]), decoded)
+        predictions = router.predict(decoded, [r.question for r in chunk])
         sides.extend(base_long_side(router, d, p) for d, p in zip(decoded, predictions))
         sizes.extend(tuple(d.size) for d in decoded)
     return sides, sizes
