@@ -1,7 +1,7 @@
 """Quality on real documents: every shipped router against every fixed size and the oracle.
 
     python benchmarks/bench_quality.py [--split test] [--plot quality.png] [--json quality.json]
-        [--pages DIR]  # recompute the routers' long sides from the rendered pages
+        [--pages DIR [--refresh default]]  # compute missing (or refreshed) router long sides from the pages
 
 For each reader whose labels are in ``benchmarks/corpus/labels/`` (Tesseract, PP-OCR), on the
 corpus's split (test by default; the routers were never tuned on it): accuracy kept (mean score
@@ -11,23 +11,36 @@ same by document kind and by question kind, and a savings-vs-kept plot. A fixed 
 at least as much and saves at least as much as a router *dominates* it; the table marks it.
 
 The routers' long sides are cached in ``benchmarks/corpus/router_long_sides.jsonl.gz`` (keyed by
-page image and question), so the benchmark runs without the rendered pages; ``--pages`` (the
-corpus build's ``pages/`` folder) recomputes missing ones.
+page image and question, for every corpus question), so the benchmark runs without the rendered
+pages; ``--pages`` (the corpus build folder) computes missing ones, and ``--refresh ROUTER``
+recomputes a router's after it changed.
 """
 
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 from collections import defaultdict
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 
-from _quality import (COST_MODELS, FIXED, ROUTERS, Scorer, cached_sides, compute_router_sides, doc_bootstrap,
+from _quality import (CORPUS, COST_MODELS, FIXED, ROUTERS, Scorer, cached_sides, compute_router_sides, doc_bootstrap,
                       load_reader_labels, load_router_sides, summarise)
 
 MAIN_COST = "qwen-patch"
+
+
+def corpus_questions() -> list[SimpleNamespace]:
+    """Every question of the corpus (``benchmarks/corpus/questions.jsonl.gz``) as (image, question)."""
+    path = CORPUS / "questions.jsonl.gz"
+    if not path.exists():
+        return []
+    with gzip.open(path, "rt", encoding="utf-8") as fh:
+        rows = [json.loads(line) for line in fh if line.strip()]
+    return [SimpleNamespace(id=row["id"], image=row["image"], question=row["question"]) for row in rows]
 
 
 def policies(scorer: Scorer, records, sides_cache) -> dict[str, np.ndarray]:
@@ -170,6 +183,8 @@ def main(argv=None) -> int:
     ap.add_argument("--split", default="test", help="train, validation, test or all")
     ap.add_argument("--labels-dir", type=Path, default=None, help="label files (default: benchmarks/corpus/labels)")
     ap.add_argument("--pages", type=Path, default=None, help="the corpus build folder the labels' image paths are relative to; computes missing router long sides")
+    ap.add_argument("--refresh", nargs="*", default=[], choices=ROUTERS,
+                    help="with --pages: drop these routers' cached long sides first (after a router changes)")
     ap.add_argument("--plot", type=Path, default=None)
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--bootstrap", type=int, default=500)
@@ -182,7 +197,10 @@ def main(argv=None) -> int:
     if args.pages is not None:
         from cares_integrations import load_router
 
-        every = [r for recs in selected.values() for r in recs]
+        for name in args.refresh:
+            cache.pop(name, None)
+        # every labeled record and every corpus question, so labels added later need no pages
+        every = [r for recs in labels.values() for r in recs] + corpus_questions()
         cache = compute_router_sides(every, args.pages, [(n, load_router(n)) for n in ROUTERS], cache)
     results = {reader: evaluate_reader(recs, cache, n_boot=args.bootstrap) for reader, recs in selected.items() if recs}
     for reader, res in results.items():

@@ -15,8 +15,10 @@ text keeps a legible x-height:
 4. take a low, width-weighted quantile of the core heights (the small text that still makes up a
    real part of the page) and scale the page so that height becomes ``min_text_px``.
 
-With ``question_hints`` on, a question naming fine print (``footnote``, ``fine print``,
-``small print``, ``disclaimer``) uses the page's smallest text instead of the quantile.
+With ``question_hints`` on, the question picks the rule (:func:`question_kind`): a question about
+a title or heading, fine print (footnotes, captions, small print) or a number is sized by that
+kind's :class:`KindRule` (which measured text height to scale, to how many pixels, between
+which floor and cap); any other question by ``min_text_px``, ``floor`` and ``text_cap``.
 
 Every constant, and the measurement behind it, is documented in ``docs/default-router.md``.
 The router returns ``Prediction(long_side=...)`` (direct mode).
@@ -37,18 +39,80 @@ from ..core.payload import DecodedImage
 from ..core.router import Prediction, Router
 from ..core.view import ViewSpec
 
-__all__ = ["TextScaleRouter", "TextMeasure", "measure_text", "measure_view"]
+__all__ = ["DEFAULT_KIND_RULES", "KindRule", "TextScaleRouter", "TextMeasure", "measure_text", "measure_view",
+           "question_kind"]
 
 DEFAULT_MIN_TEXT_PX = 4.75
 DEFAULT_WORKING_SIZE = 2400
 DEFAULT_QUANTILE = 0.02
-DEFAULT_FLOOR = 768
+DEFAULT_FLOOR = 384
 DEFAULT_PHOTO_LONG_SIDE = 1024
 DEFAULT_BLANK_LONG_SIDE = 384
-DEFAULT_TITLE_SCALE = 0.5
-DEFAULT_TEXT_CAP = 896
-_FINE_PRINT = re.compile(r"\b(foot\s?notes?|fine\s+print|small\s+print|disclaimers?|legal\s+notice)\b", re.I)
-_TITLE = re.compile(r"\b(title|heading|headline)\b", re.I)
+DEFAULT_TEXT_CAP = 640
+_FINE_PRINT = re.compile(r"\b(foot\s?notes?|fine\s+print|small\s+print|disclaimers?|legal\s+notice|captions?"
+                         r"|legends?|small\s+text|tiny\s+text)\b", re.I)
+_TITLE = re.compile(r"\b(title|heading|headline|subtitle|header)\b", re.I)
+_NUMBER = re.compile(r"\b(numbers?|numerals?|digits?|total|sum|amount|how\s+(many|much)|price|cost|dates?|year"
+                     r"|percent(age)?|count|phone)\b", re.I)
+_QUOTED = re.compile(r"\"[^\"]*\"|“[^”]*”|(?<!\w)'[^']*'(?!\w)")
+QUESTION_KINDS = ("title", "fine", "number", "body")
+_MEASURES = ("small", "median", "min")
+"""The kinds :func:`question_kind` tells apart."""
+
+
+def question_kind(query: str) -> str:
+    """Which text a question asks about, from its words outside quotes: ``"fine"`` (footnotes,
+    captions, legends, small or fine print, disclaimers), else ``"title"`` (a title, heading or
+    header), else ``"number"`` (a number, total, amount, count, date, price), else ``"body"``
+    (also for an empty question). Quoted text is what the question quotes from the page, not
+    what it asks for, so it is left out."""
+    words = _QUOTED.sub(" ", query)
+    if _FINE_PRINT.search(words):
+        return "fine"
+    if _TITLE.search(words):
+        return "title"
+    if _NUMBER.search(words):
+        return "number"
+    return "body"
+
+
+@dataclass(frozen=True)
+class KindRule:
+    """How the text-scale router sizes one kind of question on a text page: scale the page so
+    its ``measure`` text height (``"small"``, ``"median"`` or ``"min"``, see :class:`TextMeasure`)
+    becomes ``text_px`` pixels, then keep the long side within ``floor`` and ``cap`` (None: no
+    cap) and never above the page's own."""
+
+    text_px: float
+    measure: str = "small"
+    floor: int = 384
+    cap: int | None = None
+
+    def __post_init__(self) -> None:
+        if not self.text_px > 0:
+            raise ValueError(f"KindRule text_px must be positive, got {self.text_px}")
+        if self.measure not in _MEASURES:
+            raise ValueError(f"KindRule measure must be one of {_MEASURES}, got {self.measure!r}")
+        if int(self.floor) <= 0 or (self.cap is not None and int(self.cap) < int(self.floor)):
+            raise ValueError(f"KindRule needs 0 < floor <= cap, got floor {self.floor}, cap {self.cap}")
+
+    def long_side(self, measure: "TextMeasure", long_side: int) -> float:
+        """The long side this rule asks for on a measured text page with native ``long_side``."""
+        text_px = getattr(measure, f"{self.measure}_px")
+        assert text_px is not None
+        wanted = max(float(self.floor), long_side * self.text_px / max(text_px, 1e-6))
+        if self.cap is not None:
+            wanted = min(wanted, float(self.cap))
+        return float(min(long_side, wanted))
+
+
+DEFAULT_KIND_RULES: dict[str, KindRule] = {
+    "title": KindRule(2.75, "min", floor=512, cap=640),
+    "fine": KindRule(6.25, "median", floor=640, cap=896),
+    "number": KindRule(3.75, "min", floor=896, cap=1280),
+}
+"""The shipped per-kind rules, refit on the corpus's train split (``benchmarks/refit_text_scale.py``,
+docs/quality.md); a body question (any other kind) uses ``min_text_px``, ``floor`` and ``text_cap``."""
 
 
 @dataclass(frozen=True)
@@ -199,10 +263,12 @@ class TextScaleRouter(Router):
     - ``floor``: never ask for less than this long side on a text page.
     - ``photo_long_side``: long side for images that are not documents (no paper background).
     - ``blank_long_side``: long side for pages without text.
-    - ``question_hints``: a question about footnotes / fine print sizes for the smallest text.
     - ``text_cap``: never ask for more than this long side on a text page (None: no cap).
-    - ``title_scale``: with ``question_hints``, a question about the page's title or heading asks
-      for this fraction of the long side (titles are the page's largest text).
+    - ``question_hints``: size titles, fine print and numbers by their own rules (below); off,
+      every question is sized like a body question (``min_text_px``, ``floor``, ``text_cap``).
+    - ``kind_rules``: ``{kind: KindRule}`` for the kinds of :func:`question_kind` (``"title"``,
+      ``"fine"``, ``"number"``); a kind without a rule is sized like a body question. Default
+      :data:`DEFAULT_KIND_RULES`.
 
     Plus the options every :class:`~cares_integrations.router.Router` takes (``policy``,
     ``target``, ``free_detail``, ``max_pixels``, ``fetch``). Returns a direct long side.
@@ -213,8 +279,8 @@ class TextScaleRouter(Router):
     def __init__(self, *, min_text_px: float = DEFAULT_MIN_TEXT_PX, quantile: float = DEFAULT_QUANTILE,
                  working_size: int = DEFAULT_WORKING_SIZE, floor: int = DEFAULT_FLOOR,
                  photo_long_side: int = DEFAULT_PHOTO_LONG_SIDE, blank_long_side: int = DEFAULT_BLANK_LONG_SIDE,
-                 question_hints: bool = True, title_scale: float = DEFAULT_TITLE_SCALE,
-                 text_cap: int | None = DEFAULT_TEXT_CAP, **options: Any) -> None:
+                 question_hints: bool = True, text_cap: int | None = DEFAULT_TEXT_CAP,
+                 kind_rules: "dict[str, KindRule] | None" = None, **options: Any) -> None:
         super().__init__(**options)
         if not min_text_px > 0:
             raise ValueError(f"min_text_px must be positive, got {min_text_px}")
@@ -232,9 +298,11 @@ class TextScaleRouter(Router):
         self.photo_long_side = int(photo_long_side)
         self.blank_long_side = int(blank_long_side)
         self.question_hints = bool(question_hints)
-        if not 0 < title_scale <= 1:
-            raise ValueError(f"title_scale must be in (0, 1], got {title_scale}")
-        self.title_scale = float(title_scale)
+        rules = DEFAULT_KIND_RULES if kind_rules is None else dict(kind_rules)
+        for kind, rule in rules.items():
+            if kind not in QUESTION_KINDS or not isinstance(rule, KindRule):
+                raise ValueError(f"kind_rules maps a kind of {QUESTION_KINDS} to a KindRule, got {kind!r}: {rule!r}")
+        self.kind_rules = dict(rules)
         if text_cap is not None and int(text_cap) <= 0:
             raise ValueError(f"text_cap must be a positive pixel size or None, got {text_cap}")
         self.text_cap = None if text_cap is None else int(text_cap)
@@ -268,17 +336,16 @@ class TextScaleRouter(Router):
             return float(min(self.blank_long_side, long_side))
         if measure.kind == "photo":
             return float(min(self.photo_long_side, long_side))
-        text_px = measure.small_px
-        factor = 1.0
-        if self.question_hints and query and _FINE_PRINT.search(query):
-            text_px = measure.min_px
-        elif self.question_hints and query and _TITLE.search(query):
-            factor = self.title_scale
-        assert text_px is not None
-        wanted = max(self.floor, factor * long_side * self.min_text_px / max(text_px, 1e-6))
-        if self.text_cap is not None:
-            wanted = min(wanted, self.text_cap)
-        return float(min(long_side, wanted))
+        return self.rule_for(query).long_side(measure, long_side)
+
+    def rule_for(self, query: str) -> KindRule:
+        """The rule a question is sized by on a text page (see ``kind_rules``)."""
+        if self.question_hints:
+            rule = self.kind_rules.get(question_kind(query))
+            if rule is not None:
+                return rule
+        return KindRule(self.min_text_px, "small", floor=self.floor,
+                        cap=None if self.text_cap is None else max(self.text_cap, self.floor))
 
     def _predict(self, images: list[DecodedImage], queries: list[str]) -> list[Prediction]:
         out = []
