@@ -14,6 +14,7 @@ from .core.errors import (
     ImageDecodeError,
     ImageSkipped,
     RouterError,
+    TooManyImagesError,
     UnknownTargetError,
 )
 from .routers.registry import default_router, list_routers, load_router, register_folder_format, register_router
@@ -48,6 +49,7 @@ __all__ = [
     "Router",
     "SourceKind",
     "TextScaleRouter",
+    "TooManyImagesError",
     "UnknownTargetError",
     "aroute_and_resize",
     "default_router",

@@ -114,3 +114,19 @@ def test_the_one_lru_evicts_the_least_recently_used():
     white, black = Image.new("L", (4, 4), 255), Image.new("L", (4, 4), 0)
     assert pixel_digest(white) == pixel_digest(white.copy()) != pixel_digest(black)
     assert pixel_digest(Image.new("L", (2, 8), 255)) != pixel_digest(white)  # same bytes, other size
+
+
+def test_a_decision_for_a_small_request_is_not_reused_where_the_side_limit_is_tighter():
+    import base64
+
+    from helpers import encode, render_page
+
+    wide = base64.b64encode(encode(render_page(2400, 1200, text_px=20, lines=10), "PNG")).decode()
+    cache = DecisionCache(8)
+    router = FixedRouter(2576)
+    alone = route_images(router, [wide], "q", target="anthropic:claude-opus-4-7", cache=cache)[0]
+    many = route_images(router, [wide], "q", target="anthropic:claude-opus-4-7", cache=cache, images_per_request=21)[0]
+    again = route_images(router, [wide], "q", target="anthropic:claude-opus-4-7", cache=cache, images_per_request=21)[0]
+    assert tuple(alone.decision.send_size) == (2400, 1200) and not many.cached
+    assert tuple(many.decision.send_size) == (2000, 1000) and "more than 20 images" in many.decision.payload
+    assert again.cached and tuple(again.decision.send_size) == (2000, 1000)

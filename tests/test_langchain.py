@@ -80,7 +80,8 @@ def test_format_change_updates_the_mime_type_in_each_form(form):
 def test_image_already_small_enough_is_the_same_block_object():
     original = human(block("v1"))
     out = resizer(CountingRouter(2000)).invoke([original])
-    assert out[0] is original  # nothing changed: the very same message goes on
+    assert out[0].content is original.content  # nothing changed: the very same blocks go on
+    assert out[0].response_metadata["cares"]["n_resized"] == 0 and original.response_metadata == {}
 
 
 def test_default_target_sizes_for_the_provider_and_counts_tokens(page_data_url):
@@ -346,7 +347,7 @@ def test_remote_url_left_as_is_without_fetch_policy():
     url_block = {"type": "image_url", "image_url": {"url": "https://example.com/page.png"}}
     router = CountingRouter()
     msg = human(url_block)
-    assert resizer(router).invoke([msg])[0] is msg
+    assert resizer(router).invoke([msg])[0].content is msg.content
     assert router.calls == 0
 
 
@@ -359,7 +360,7 @@ def test_file_id_references_are_left_as_is_and_reported():
 
     ref = {"type": "image", "file_id": "file-123"}
     msg = human(ref, {"type": "input_image", "file_id": "file-9"})
-    assert resizer().invoke([msg], config={"callbacks": [Catch()]})[0] is msg
+    assert resizer().invoke([msg], config={"callbacks": [Catch()]})[0].content is msg.content
     assert [img["changed"] for img in events[0]["images"]] == [False, False]
     assert all(img["skipped_reason"] for img in events[0]["images"])
 
@@ -374,7 +375,7 @@ def test_follow_up_question_reroutes_an_image_in_an_earlier_turn():
     out = resizer(router).invoke(convo)
     assert router.queries == [["And the revenue for item 10?"]]
     assert out[0] is not first and max(decode(out[0].content[1]).size) == SMALL
-    assert out[1] is convo[1] and out[2] is convo[2]
+    assert out[1] is convo[1] and out[2].content is convo[2].content  # the last one only gains the summary
 
 
 def test_images_without_any_question_are_routed_for_the_empty_string():

@@ -178,3 +178,34 @@ async def test_transform_async(page_png):
     router = CountingRouter(512)
     out = await CaresImageTransform(query=QUESTION, router=router).acall([ImageNode(image=base64.b64encode(page_png).decode())])
     assert router.batches == [(1, [QUESTION])] and out[0].metadata["cares"]["changed"] is True
+
+
+# -- per-request limits ------------------------------------------------------------------------------
+def _many(n: int, size: tuple[int, int]) -> list[ChatMessage]:
+    png = encode(render_page(*size, text_px=16, lines=20), "PNG")
+    return [ChatMessage(role=MessageRole.USER, blocks=[TextBlock(text=QUESTION),
+                                                       *(ImageBlock(image=png, image_mimetype="image/png") for _ in range(n))])]
+
+
+def test_more_than_20_images_for_claude_are_each_fitted_to_2000_px():
+    from cares_integrations import FixedRouter
+
+    out = resize_chat_messages(_many(21, (2400, 1200)), router=FixedRouter(2576), target="anthropic:claude-opus-4-7")
+    sizes = {size_of(b) for b in out[0].blocks if isinstance(b, ImageBlock)}
+    assert sizes == {(2000, 1000)}  # each image fitted, none dropped
+    assert sum(isinstance(b, ImageBlock) for b in out[0].blocks) == 21
+
+
+def test_too_many_images_raise_naming_the_limit_and_provider():
+    from cares_integrations import FixedRouter, TooManyImagesError
+    from cares_integrations.llama_index import CaresLLM
+    from llama_index.core.llms import MockLLM
+
+    router = CountingRouter()
+    messages = _many(501, (64, 64))
+    with pytest.raises(TooManyImagesError, match="501 images; OpenAI accepts at most 500 per request"):
+        resize_chat_messages(messages, router=router, target="openai:gpt-4o")
+    assert router.batches == []  # raised before anything was routed
+    llm = CaresLLM(llm=MockLLM(), router=FixedRouter(512), target="openai:gpt-4o")
+    with pytest.raises(TooManyImagesError):
+        llm.chat(messages)

@@ -173,3 +173,108 @@ def test_cares_savings_totals_a_chain_run(server):
     assert savings.per_target == {"openai:gpt-4o": {"images": 2, "tokens_before": 1530, "tokens_after": 170}}
     assert 0 < savings.bytes_after < savings.bytes_before == 2 * len(LETTER_PNG)
     assert "765" not in repr(savings) and "1530 -> 170" in repr(savings)
+
+
+# -- per-request limits: images per request and Anthropic's 2000-px rule above 20 images ------------
+WIDE = encode(render_page(2400, 1200, text_px=20, lines=30), "PNG")  # over 2000 px, within Opus 4.7's 2576
+WIDE_URL = "data:image/png;base64," + base64.b64encode(WIDE).decode("ascii")
+
+
+def _claude(server, model="claude-opus-4-7"):
+    from langchain_anthropic import ChatAnthropic
+
+    return ChatAnthropic(model=model, base_url=server.url, api_key="test", max_retries=0)
+
+
+def _pages(n, url=WIDE_URL):
+    return [HumanMessage(content=[{"type": "text", "text": "Which page lists item 10?"},
+                                  *({"type": "image_url", "image_url": {"url": url}} for _ in range(n))])]
+
+
+def _sent_sizes(body):
+    return [_size_and_bytes(p["source"]["data"])[0] for p in body["messages"][0]["content"] if p.get("type") == "image"]
+
+
+@pytest.mark.parametrize("n, fits", [(20, False), (21, True)])
+def test_anthropic_more_than_20_images_are_each_fitted_to_2000_px(server, n, fits):
+    events = []
+    from langchain_core.callbacks import BaseCallbackHandler
+
+    class Events(BaseCallbackHandler):
+        def on_custom_event(self, name, data, **kwargs):
+            events.append(data)
+
+    chain = CaresImageResizer(router=FixedRouter(2576), target="anthropic:claude-opus-4-7") | _claude(server)
+    chain.invoke(_pages(n), config={"callbacks": [Events()]})
+    sizes = _sent_sizes(server.requests[-1])
+    assert len(sizes) == n  # nothing dropped
+    images = events[-1]["images"]
+    if fits:
+        assert all(max(s) <= 2000 for s in sizes) and set(sizes) == {(2000, 1000)}
+        assert all("2000x2000 px" in img["payload"] and "more than 20 images" in img["payload"] for img in images)
+        assert all(img["tokens_after"] == 72 * 36 for img in images)  # what Claude charges for 2000x1000
+    else:  # 20 images: the 8000-px limit, so the page goes out at the size Opus 4.7 keeps
+        assert set(sizes) == {(2400, 1200)}
+        assert not any("2000x2000" in (img.get("payload") or "") for img in images)
+
+
+def test_too_many_images_for_anthropic_raise_before_the_call(server):
+    from cares_integrations import TooManyImagesError
+
+    small = "data:image/png;base64," + base64.b64encode(encode(render_page(64, 64, text_px=6, lines=2), "PNG")).decode()
+    chain = CaresImageResizer(router=FixedRouter(512), target="anthropic:claude-sonnet-4-5") | _claude(server, "claude-sonnet-4-5")
+    with pytest.raises(TooManyImagesError, match="601 images; Anthropic accepts at most 600 per request") as info:
+        chain.invoke(_pages(601, small))
+    assert info.value.limit == 600 and info.value.provider == "Anthropic" and info.value.n_images == 601
+    assert server.requests == []  # never sent, nothing silently dropped
+
+
+def test_too_many_images_for_openai_raise_in_the_chat_model_wrapper(server):
+    from cares_integrations import TooManyImagesError
+    from cares_integrations.langchain import CaresChatModel
+
+    small = "data:image/png;base64," + base64.b64encode(encode(render_page(64, 64, text_px=6, lines=2), "PNG")).decode()
+    llm = CaresChatModel(model=_openai(server), router=FixedRouter(512))  # target from the model: openai:gpt-4o
+    with pytest.raises(TooManyImagesError, match="OpenAI accepts at most 500"):
+        llm.invoke(_pages(501, small))
+    assert server.requests == []
+
+
+# -- the chat model's run carries the decision summary ----------------------------------------------
+def test_lcel_chat_model_run_carries_the_decision_summary(server):
+    from langchain_core.callbacks import BaseCallbackHandler
+    from langchain_core.prompts import ChatPromptTemplate
+    from langchain_core.tracers.base import BaseTracer
+
+    class Tracer(BaseTracer):  # records chat runs with their messages, as LangChainTracer does
+        def __init__(self):
+            super().__init__(_schema_format="original+chat")
+            self.runs = []
+
+        def _persist_run(self, run):
+            pass
+
+        def _on_chat_model_start(self, run):
+            self.runs.append(run)
+
+    class Starts(BaseCallbackHandler):
+        def __init__(self):
+            self.seen = []
+
+        def on_chat_model_start(self, serialized, messages, **kwargs):
+            self.seen.append(messages[0][-1].response_metadata.get("cares"))
+
+    prompt = ChatPromptTemplate.from_messages([("human", [{"type": "text", "text": "{question}"},
+                                                          {"type": "image_url", "image_url": {"url": "{page}"}}])])
+    chain = prompt | CaresImageResizer(router=FixedRouter(1024), target="openai:gpt-4o") | _openai(server)
+    tracer, starts = Tracer(), Starts()
+    chain.invoke({"question": "What is the title?", "page": LETTER_URL}, config={"callbacks": [tracer, starts]})
+    [summary] = starts.seen
+    assert summary["target"] == "openai:gpt-4o" and summary["tokens_before"] == summary["tokens_after"] == 765
+    assert summary["steps"] == ["detail=high, 4 tiles"]
+    assert summary["notes"][0].startswith("cannot save on openai:gpt-4o: the router asks for 1024 px")
+    [run] = tracer.runs  # the chat model's own run, as a tracer (LangSmith) records it
+    assert run.run_type == "chat_model"
+    assert run.inputs["messages"][0][-1]["kwargs"]["response_metadata"]["cares"] == summary
+    body = json.dumps(server.requests[-1])
+    assert "cares" not in body and "cannot save" not in body  # the summary is not sent to the provider

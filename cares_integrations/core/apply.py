@@ -85,6 +85,16 @@ class ImageResult:
         return out
 
 
+def per_request_counts(images_per_request: int | Sequence[int], n: int) -> list[int]:
+    """One request image count per image (a single count applies to all of them)."""
+    if isinstance(images_per_request, int):
+        return [images_per_request] * n
+    counts = list(images_per_request)
+    if len(counts) != n:
+        raise ValueError(f"images_per_request has {len(counts)} counts for {n} images")
+    return counts
+
+
 def _check_on_error(on_error: str) -> None:
     if on_error not in ("raise", "passthrough"):
         raise ValueError(f"on_error must be 'raise' or 'passthrough', got {on_error!r}")
@@ -173,8 +183,9 @@ async def _route_async(router: Router, decoded: list[DecodedImage], queries: lis
 
 
 def _resize_one(image: Any, d: DecodedImage, decision: Any, fmt: str | None, quality: int,
-                on_error: OnError) -> ImageResult:
-    """Resize one decoded image to its decision's size, in the caller's own form."""
+                on_error: OnError, images_per_request: int = 1) -> ImageResult:
+    """Resize one decoded image to its decision's size, in the caller's own form, within the
+    provider's limits for a request of ``images_per_request`` images."""
     if isinstance(decision, Exception):
         return _failed(image, decision)
     try:
@@ -183,7 +194,8 @@ def _resize_one(image: Any, d: DecodedImage, decision: Any, fmt: str | None, qua
         if on_error == "raise":
             raise ImageDecodeError(f"could not resize or encode the image: {type(exc).__name__}: {exc}") from exc
         return _failed(image, exc)
-    out, data, decision = guard(d, decision, out, data, fmt=fmt, quality=quality)  # never bigger; limits
+    out, data, decision = guard(d, decision, out, data, fmt=fmt, quality=quality,
+                                images_per_request=images_per_request)  # never bigger; limits
     mime = None if data is None else mime_for_format(d.output_format(fmt) if out is not d.original else d.format)
     return ImageResult(original=image, output=out, decision=decision, mime_type=mime, notes=list(d.notes), data=data)
 
@@ -196,9 +208,12 @@ def _resize_all(
     fmt: str | None,
     quality: int,
     on_error: OnError = "passthrough",
+    per_request: Sequence[int] | None = None,
 ) -> list[ImageResult]:
-    """Every image's result: the decoded ones resized to their decisions, merged with the early ones."""
-    return results.merge([_resize_one(images[i], d, decision, fmt, quality, on_error)
+    """Every image's result: the decoded ones resized to their decisions, merged with the early ones.
+    ``per_request``: the image count of the request each image goes out in (one per image)."""
+    counts = per_request if per_request is not None else [1] * len(images)
+    return results.merge([_resize_one(images[i], d, decision, fmt, quality, on_error, counts[i])
                           for i, d, decision in zip(results.todo, decoded, decisions)])
 
 
@@ -212,6 +227,7 @@ def route_and_resize(
     fmt: str | None = None,
     quality: int = 90,
     local_files: LocalFilePolicy | None = ANY_LOCAL_FILE,
+    images_per_request: int | Sequence[int] = 1,
 ) -> list[ImageResult]:
     """Route every image for its question in one ``route_batch`` call and resize each one.
 
@@ -224,14 +240,20 @@ def route_and_resize(
     ``local_files`` defaults to :data:`~cares_integrations.core.sources.ANY_LOCAL_FILE` (paths
     the caller passes are its own); glue passes its own option, None unless the user opts in,
     because strings inside framework objects are untrusted.
+
+    ``images_per_request`` is how many images the provider request each image goes out in holds
+    (one count for all, or one per image; default 1: each image alone). Glue that sends a whole
+    message list passes its image count, so per-request limits apply (Anthropic: at most
+    2000x2000 px per image above 20 images); the decision's ``payload`` says when they did.
     """
     _check_on_error(on_error)
     fmt = output_format(fmt)
     images = list(images)
     qs = _as_queries(queries, len(images))
+    per = per_request_counts(images_per_request, len(images))
     results, decoded = _decode_all(router, images, on_error, local_files)
     decisions = _route_sync(router, decoded, [qs[i] for i in results.todo], target, on_error)
-    return _resize_all(results, images, decoded, decisions, fmt, quality, on_error)
+    return _resize_all(results, images, decoded, decisions, fmt, quality, on_error, per)
 
 
 async def aroute_and_resize(
@@ -244,6 +266,7 @@ async def aroute_and_resize(
     fmt: str | None = None,
     quality: int = 90,
     local_files: LocalFilePolicy | None = ANY_LOCAL_FILE,
+    images_per_request: int | Sequence[int] = 1,
 ) -> list[ImageResult]:
     """Async :func:`route_and_resize`: remote URLs are fetched on their own bounded pool
     (:data:`~cares_integrations.core.fetch.FETCH_EXECUTOR`), decoding and resizing run in a
@@ -253,7 +276,8 @@ async def aroute_and_resize(
     fmt = output_format(fmt)
     images = list(images)
     qs = _as_queries(queries, len(images))
+    per = per_request_counts(images_per_request, len(images))
     inputs = await aprefetch(images, router.fetch)
     results, decoded = await asyncio.to_thread(_decode_all, router, images, on_error, local_files, inputs)
     decisions = await _route_async(router, decoded, [qs[i] for i in results.todo], target, on_error)
-    return await asyncio.to_thread(_resize_all, results, images, decoded, decisions, fmt, quality, on_error)
+    return await asyncio.to_thread(_resize_all, results, images, decoded, decisions, fmt, quality, on_error, per)

@@ -7,7 +7,11 @@ Runs after an image is resized for its decision (:func:`guard`):
 * when the result is still larger than the original, the original goes out untouched (no
   re-encode); the decision then says so and counts the tokens the target charges for it;
 * an image over the target's byte limit (base64 size), side limit or patch limit is resized to
-  fit before the call, never left to fail at the provider; the decision says which.
+  fit before the call, never left to fail at the provider; the decision says which. The side
+  limit depends on the request: Anthropic allows 8000 px, but 2000 px per side once a request
+  holds more than 20 images (``images_per_request``);
+* a request holding more images than the provider accepts raises :class:`TooManyImagesError`
+  before anything is routed (:func:`check_image_count`); no image is dropped to fit.
 """
 
 from __future__ import annotations
@@ -19,11 +23,12 @@ from typing import Any
 from PIL import Image
 
 from .decision import RouteDecision
+from .errors import TooManyImagesError
 from .payload import DecodedImage, encode_image
 from .resize import resize_image
 from .tokens import CostModel, ProviderLimits, get_target
 
-__all__ = ["base64_size", "compact_png", "guard"]
+__all__ = ["base64_size", "check_image_count", "compact_png", "guard"]
 
 
 def base64_size(n_bytes: int) -> int:
@@ -59,14 +64,36 @@ def _variant(model: CostModel, knobs: dict[str, Any]) -> CostModel:
     return model
 
 
-def _fit_limits(size: tuple[int, int], limits: ProviderLimits | None) -> tuple[tuple[int, int], str | None]:
-    """``size`` shrunk to the provider's side and patch limits, and what was done (or None)."""
+def check_image_count(target: str | CostModel | None, n_images: int) -> None:
+    """Raise :class:`TooManyImagesError` when one request of ``n_images`` images exceeds what
+    ``target``'s provider accepts per request (OpenAI 500, Anthropic 600, Gemini 3,600)."""
+    if target is None:
+        return
+    model = get_target(target)
+    limit = model.limits.max_images if model.limits is not None else None
+    if limit is not None and n_images > limit:
+        raise TooManyImagesError(
+            f"this request holds {n_images} images; {model.provider} accepts at most {limit} per request "
+            f"(target {model.name}); send them in several requests",
+            limit=limit, provider=model.provider, n_images=n_images,
+        )
+
+
+def _fit_limits(size: tuple[int, int], limits: ProviderLimits | None,
+                n_images: int = 1) -> tuple[tuple[int, int], str | None]:
+    """``size`` shrunk to the provider's side and patch limits for a request of ``n_images``
+    images, and what was done (or None)."""
     if limits is None:
         return size, None
     w, h = size
-    if limits.max_side and max(w, h) > limits.max_side:
-        scale = limits.max_side / max(w, h)
-        return (max(1, int(w * scale)), max(1, int(h * scale))), f"resized to fit the {limits.max_side}-px side limit"
+    side = limits.max_side_for(n_images)
+    if side and max(w, h) > side:
+        scale = side / max(w, h)
+        fitted = (max(1, int(w * scale)), max(1, int(h * scale)))
+        if side != limits.max_side:
+            return fitted, (f"resized to fit {side}x{side} px: the limit per image when a request holds more "
+                            f"than {limits.many_images} images (this one holds {n_images})")
+        return fitted, f"resized to fit the {side}-px side limit"
     if limits.max_patches and math.ceil(w / 32) * math.ceil(h / 32) > limits.max_patches:
         scale = math.sqrt(limits.max_patches / (math.ceil(w / 32) * math.ceil(h / 32))) * 0.99
         while math.ceil(w * scale / 32) * math.ceil(h * scale / 32) > limits.max_patches:
@@ -85,11 +112,13 @@ def guard(
     *,
     fmt: str | None,
     quality: int,
+    images_per_request: int = 1,
 ) -> tuple[Any, bytes | None, RouteDecision]:
     """(output, bytes, decision) after the never-bigger rule and the target's limits.
 
-    ``out``/``data`` are what resizing produced for ``decision``. PIL outputs have no bytes and
-    pass through unchanged.
+    ``out``/``data`` are what resizing produced for ``decision``; ``images_per_request`` is how
+    many images the request this one goes out in holds (for per-request side limits). PIL
+    outputs have no bytes and pass through unchanged.
     """
     if data is None:
         return out, data, decision
@@ -125,7 +154,7 @@ def guard(
         )
         size = tuple(decoded.size)
     # provider limits: sides and patches, then bytes (as base64)
-    fitted, why = _fit_limits(size, limits)
+    fitted, why = _fit_limits(size, limits, images_per_request)
     src = decoded.image
     if why is not None and fitted != size:
         data = encode(resize_image(src, fitted))

@@ -15,10 +15,11 @@ import dataclasses
 import hashlib
 from typing import Any, Hashable, Sequence
 
-from .apply import ImageResult, OnError, aroute_and_resize, route_and_resize
+from .apply import ImageResult, OnError, aroute_and_resize, per_request_counts, route_and_resize
 from .codec import looks_like_base64_image
 from .lru import LRUCache
 from .partial import PartialResults
+from .tokens import get_target
 from .sources import ANY_LOCAL_FILE, LocalFilePolicy
 from .router import ROUTER_TARGET, Router, _as_queries
 
@@ -58,13 +59,18 @@ class DecisionCache(LRUCache[ImageResult]):
         super().__init__(maxsize)
 
     @staticmethod
-    def key(router: Router, image: Any, question: str, target: str | None, fmt: str | None, quality: int) -> Hashable | None:
-        """The cache key of one lookup, or None when the image cannot be keyed by content."""
+    def key(router: Router, image: Any, question: str, target: str | None, fmt: str | None, quality: int,
+            side_limit: int | None = None) -> Hashable | None:
+        """The cache key of one lookup, or None when the image cannot be keyed by content.
+
+        ``side_limit`` is the provider's per-image side limit for the request the image goes out
+        in (it changes with the request's image count), so a decision made for a small request
+        is not reused in one whose limit is tighter."""
         digest = _content_digest(image)
         if digest is None:
             return None
         return (digest, question, target, type(router).__qualname__, router.name, repr(router.policy),
-                router.free_detail, fmt, quality)
+                router.free_detail, fmt, quality, side_limit)
 
     def put(self, key: Hashable | None, result: ImageResult) -> None:
         """Remember a routed result; failures and skips are not cached (they are cheap or must retry)."""
@@ -72,8 +78,17 @@ class DecisionCache(LRUCache[ImageResult]):
             super().put(key, result)
 
 
+def _side_limit(target: str | None, n_images: int) -> int | None:
+    """The provider's per-image side limit for a request of ``n_images`` images (None: none known)."""
+    if target is None:
+        return None
+    limits = get_target(target).limits
+    return limits.max_side_for(n_images) if limits is not None else None
+
+
 def _lookup(router: Router, images: list[Any], queries: list[str], target: Any, cache: DecisionCache | None,
-            fmt: str | None, quality: int) -> tuple[PartialResults[ImageResult], list[Hashable | None]]:
+            fmt: str | None, quality: int,
+            per_request: list[int]) -> tuple[PartialResults[ImageResult], list[Hashable | None]]:
     """The cache hits, settled early, and every image's cache key (None: not keyed)."""
     per_image = target if isinstance(target, (list, tuple)) else [target] * len(images)  # one, or one per image
     results: PartialResults[ImageResult] = PartialResults(len(images))
@@ -81,7 +96,8 @@ def _lookup(router: Router, images: list[Any], queries: list[str], target: Any, 
     if cache is None:
         return results, keys
     for i, (image, question) in enumerate(zip(images, queries)):
-        keys[i] = cache.key(router, image, question, router.resolve_target(per_image[i]), fmt, quality)
+        name = router.resolve_target(per_image[i])
+        keys[i] = cache.key(router, image, question, name, fmt, quality, _side_limit(name, per_request[i]))
         hit = cache.get(keys[i])
         if hit is not None:
             # Same content, so the cached output stands for this object; it is the original
@@ -115,15 +131,19 @@ def route_images(
     fmt: str | None = None,
     quality: int = 90,
     local_files: LocalFilePolicy | None = ANY_LOCAL_FILE,
+    images_per_request: int | Sequence[int] = 1,
 ) -> list[ImageResult]:
     """:func:`~cares_integrations.core.apply.route_and_resize`, answering repeated (image,
-    question) pairs from ``cache``; the misses go through one batched router call."""
+    question) pairs from ``cache``; the misses go through one batched router call.
+    ``images_per_request``: as in :func:`~cares_integrations.core.apply.route_and_resize`."""
     images = list(images)
     qs = _as_queries(queries, len(images))
-    results, keys = _lookup(router, images, qs, target, cache, fmt, quality)
+    per = per_request_counts(images_per_request, len(images))
+    results, keys = _lookup(router, images, qs, target, cache, fmt, quality, per)
     todo = results.todo
     routed = route_and_resize(router, [images[i] for i in todo], [qs[i] for i in todo], target=_pick(target, todo),
-                              on_error=on_error, fmt=fmt, quality=quality, local_files=local_files) if todo else []
+                              on_error=on_error, fmt=fmt, quality=quality, local_files=local_files,
+                              images_per_request=[per[i] for i in todo]) if todo else []
     return _store(results, keys, routed, cache)
 
 
@@ -138,15 +158,18 @@ async def aroute_images(
     fmt: str | None = None,
     quality: int = 90,
     local_files: LocalFilePolicy | None = ANY_LOCAL_FILE,
+    images_per_request: int | Sequence[int] = 1,
 ) -> list[ImageResult]:
     """Async :func:`route_images`: the misses are decoded, routed and resized off the event loop."""
     images = list(images)
     qs = _as_queries(queries, len(images))
-    results, keys = _lookup(router, images, qs, target, cache, fmt, quality)
+    per = per_request_counts(images_per_request, len(images))
+    results, keys = _lookup(router, images, qs, target, cache, fmt, quality, per)
     todo = results.todo
     routed = await aroute_and_resize(router, [images[i] for i in todo], [qs[i] for i in todo],
-                                     target=_pick(target, todo),
-                                     on_error=on_error, fmt=fmt, quality=quality, local_files=local_files) if todo else []
+                                     target=_pick(target, todo), on_error=on_error, fmt=fmt, quality=quality,
+                                     local_files=local_files,
+                                     images_per_request=[per[i] for i in todo]) if todo else []
     return _store(results, keys, routed, cache)
 
 

@@ -16,6 +16,20 @@ class ImageDecodeError(CaresError, ValueError):
     """
 
 
+class TooManyImagesError(CaresError, ValueError):
+    """A request holding more images than its provider accepts (checked before the call).
+
+    ``limit`` is the provider's documented images-per-request maximum, ``provider`` who sets it
+    and ``n_images`` how many the request holds; nothing is dropped to fit.
+    """
+
+    def __init__(self, message: str, *, limit: int, provider: str, n_images: int) -> None:
+        super().__init__(message)
+        self.limit = limit
+        self.provider = provider
+        self.n_images = n_images
+
+
 class DecompressionBombError(ImageDecodeError):
     """An image whose pixel count exceeds the configured limit (a decompression bomb guard)."""
 

@@ -94,7 +94,7 @@ class ProviderLimits:
 _MB = 1024 * 1024
 OPENAI_LIMITS = ProviderLimits(max_image_base64=20 * _MB, max_images=500)
 ANTHROPIC_LIMITS = ProviderLimits(
-    max_image_base64=5 * _MB, max_side=8000, max_images=100, many_images=20, many_images_max_side=2000
+    max_image_base64=5 * _MB, max_side=8000, max_images=600, many_images=20, many_images_max_side=2000
 )
 GEMINI_LIMITS = ProviderLimits(max_image_base64=20 * _MB, max_images=3600)
 

@@ -21,6 +21,7 @@ from pydantic import ConfigDict
 
 from ..core import errors
 from ..core.apply import ImageResult
+from ..core.budget import check_image_count
 from ..core.conversation import DecisionCache, aroute_images, route_images, summarize
 from ..core.tokens import get_target
 from ._component import CaresOptions
@@ -31,7 +32,8 @@ EVENT_NAME = "cares_route"
 """Name of the custom callback event dispatched once per input with the routing decisions."""
 
 METADATA_KEY = "cares"
-"""Key under which a run's routing summary is added to its tracer metadata (LangSmith)."""
+"""Key of the routing summary in the resizer run's tracer metadata (LangSmith) and in the
+``response_metadata`` of the last message the chat model is sent."""
 
 
 @dataclass
@@ -52,14 +54,21 @@ class CaresImageResizer(CaresOptions, RunnableSerializable[LanguageModelInput, L
     Accepts what flows between a prompt and a chat model (a ``ChatPromptValue``, a
     ``StringPromptValue``, a list of messages or message-likes, one message, a string) and returns
     the same kind, with each image block rewritten in its own form at the size the router chose.
-    Messages without a changed image are passed on as the same objects; the caller's objects are
-    never mutated. Routing options (``router``, ``target``, ``policy``, ``on_error``,
-    ``image_format``, ``quality``, ``local_files``) are :class:`CaresOptions`'s.
+    Messages without a changed image are passed on as the same objects, except the last message of
+    an input holding images: a copy of it carries the routing summary in
+    ``response_metadata["cares"]``, so the chat model's run receives it with its input (in
+    ``on_chat_model_start`` and in tracers such as LangSmith; provider clients do not send
+    ``response_metadata``). The caller's objects are never mutated. Routing options (``router``,
+    ``target``, ``policy``, ``on_error``, ``image_format``, ``quality``, ``local_files``) are
+    :class:`CaresOptions`'s.
 
     Each input dispatches a ``"cares_route"`` custom event (see :data:`EVENT_NAME`) with the
     decisions and visual tokens before/after for the target, visible in
     ``astream_events(version="v2")`` and to callback handlers' ``on_custom_event``; the same
-    summary is added to the run's tracer metadata under ``"cares"``.
+    summary is added to the run's tracer metadata under ``"cares"``. An input holding more images
+    than the target's provider accepts per request raises
+    :class:`~cares_integrations.TooManyImagesError` before anything is routed; with more than 20
+    images for Anthropic, each image is fitted to 2000x2000 px (the decision's ``payload`` says so).
 
     Example:
         .. code-block:: python
@@ -105,6 +114,8 @@ class CaresImageResizer(CaresOptions, RunnableSerializable[LanguageModelInput, L
         if messages is None:
             return job
         job.located = find_images(messages)
+        if job.located:  # one input is one provider request: its image count has a limit
+            check_image_count(self._target_name(), len(job.located))
         getter = self.question_getter or default_question
         cache: dict[int, str] = {}
         for loc in job.located:
@@ -116,7 +127,7 @@ class CaresImageResizer(CaresOptions, RunnableSerializable[LanguageModelInput, L
             job.questions.append(cache[loc.message_index])
         return job
 
-    def _plan(self, inputs: Sequence[Any]) -> tuple[list[_Job], list[str], list[str], Any]:
+    def _plan(self, inputs: Sequence[Any]) -> tuple[list[_Job], list[str], list[str], Any, list[int]]:
         jobs: list[_Job] = []
         for value in inputs:
             try:
@@ -126,15 +137,17 @@ class CaresImageResizer(CaresOptions, RunnableSerializable[LanguageModelInput, L
         sources: list[str] = []
         queries: list[str] = []
         targets: list[Any] = []
+        counts: list[int] = []
         for job in jobs:
             for loc, question in zip(job.located, job.questions):
                 if loc.ref.source is not None:
                     sources.append(loc.ref.source)
                     queries.append(question)
                     targets.append(self._capped_target(job.messages, loc))
+                    counts.append(len(job.located))
         if all(t is targets[0] for t in targets[1:]) and targets:
-            return jobs, sources, queries, targets[0]
-        return jobs, sources, queries, targets
+            return jobs, sources, queries, targets[0], counts
+        return jobs, sources, queries, targets, counts
 
     def _capped_target(self, messages: list[Any] | None, loc: LocatedImage) -> Any:
         """The target for one image: the block's own ``detail`` caps it (``openai:gpt-4o:low``)."""
@@ -160,7 +173,8 @@ class CaresImageResizer(CaresOptions, RunnableSerializable[LanguageModelInput, L
             if failure is not None:
                 outputs.append(failure)
                 continue
-            outputs.append((self._output(job), self._report(job)))
+            report = self._report(job)
+            outputs.append((self._output(job, report), report))
         return outputs
 
     def _failure(self, job: _Job) -> Exception | None:
@@ -178,11 +192,17 @@ class CaresImageResizer(CaresOptions, RunnableSerializable[LanguageModelInput, L
                 return error
         return None
 
-    def _output(self, job: _Job) -> Any:
+    def _output(self, job: _Job, report: dict[str, Any]) -> Any:
         value = job.value
-        if job.messages is None or not any(needs_write(r) for r in job.results):
+        if job.messages is None or not job.located:
             return value
         new = rewrite(job.messages, job.located, job.results)
+        last = new[-1]
+        if isinstance(last, BaseMessage):  # the chat model's run receives the summary with its input
+            meta = {**last.response_metadata, METADATA_KEY: self._run_metadata(report)[METADATA_KEY]}
+            new[-1] = last.model_copy(update={"response_metadata": meta})
+        elif not any(needs_write(r) for r in job.results):
+            return value
         if isinstance(value, ChatPromptValue):
             return value.model_copy(update={"messages": new})
         if isinstance(value, BaseMessage):
@@ -212,20 +232,21 @@ class CaresImageResizer(CaresOptions, RunnableSerializable[LanguageModelInput, L
 
     # -- routing ------------------------------------------------------------------------------
     def _route(self, inputs: Sequence[Any]) -> list[tuple[Any, dict[str, Any]] | Exception]:
-        jobs, sources, queries, targets = self._plan(inputs)
+        jobs, sources, queries, targets, counts = self._plan(inputs)
         results = (
             route_images(self._router(), sources, queries, cache=self.cache,
-                         **self._route_kwargs(target=targets, on_error="passthrough"))
+                         **self._route_kwargs(target=targets, on_error="passthrough", images_per_request=counts))
             if sources
             else []
         )
         return self._finish(jobs, results)
 
     async def _aroute(self, inputs: Sequence[Any]) -> list[tuple[Any, dict[str, Any]] | Exception]:
-        jobs, sources, queries, targets = self._plan(inputs)
+        jobs, sources, queries, targets, counts = self._plan(inputs)
         results = (
             await aroute_images(self._router(), sources, queries, cache=self.cache,
-                                **self._route_kwargs(target=targets, on_error="passthrough"))
+                                **self._route_kwargs(target=targets, on_error="passthrough",
+                                                     images_per_request=counts))
             if sources
             else []
         )
@@ -248,6 +269,14 @@ class CaresImageResizer(CaresOptions, RunnableSerializable[LanguageModelInput, L
                     for img in report["images"]
                     if img.get("send_size") is not None
                 ],
+                "steps": [img["step"] for img in report["images"] if img.get("step")],
+                "bytes_before": sum(img.get("bytes_before") or 0 for img in report["images"]),
+                "bytes_after": sum(img.get("bytes_after") or img.get("bytes_before") or 0
+                                   for img in report["images"]),
+                # why nothing was saved, and what a provider limit made of an image
+                "notes": [note for img in report["images"]
+                          for note in (img.get("cannot_save"), img.get("payload"))
+                          if note and note not in ("resized", "original")],
             }
         }
 

@@ -22,6 +22,7 @@ from llama_index.core.base.llms.types import (
 from llama_index.core.instrumentation import get_dispatcher
 
 from ..core.apply import ImageResult, OnError, _check_on_error
+from ..core.budget import check_image_count
 from ..core.conversation import DecisionCache, aroute_images, route_images
 from ..core.codec import decode_base64
 from ..core.errors import ImageDecodeError
@@ -139,13 +140,20 @@ def _rebuild_block(block: Any, replace: dict[int, ImageBlock]) -> Any:
 
 
 class _ChatPlan:
-    """Which image blocks to route, their inputs, and failures found before routing."""
+    """Which image blocks to route, their inputs, and failures found before routing.
+
+    ``n_request`` counts every image the request holds (those outside ``scope`` too): the
+    provider's per-request limits count them all."""
 
     def __init__(self, messages: list[ChatMessage], scope: str, on_error: OnError) -> None:
         found: dict[int, ImageBlock] = {}
         for msg in messages[_first_in_scope(messages, scope):]:
             _walk(msg.blocks, found)
         self.blocks = list(found.values())
+        every: dict[int, ImageBlock] = {}
+        for msg in messages:
+            _walk(msg.blocks, every)
+        self.n_request = len(every)
         self.sources: list[Any] = []
         self.results: PartialResults[ImageResult] = PartialResults(len(self.blocks))
         for i, block in enumerate(self.blocks):
@@ -179,12 +187,15 @@ class _ChatPlan:
 
 
 def _prepare(messages: Sequence[ChatMessage], router: Router | str | None, query: Optional[str],
-             scope: str, on_error: OnError) -> tuple[list[ChatMessage], Router, str, _ChatPlan]:
+             scope: str, on_error: OnError, target: Optional[str]) -> tuple[list[ChatMessage], Router, str, _ChatPlan]:
     _check_on_error(on_error)
     msgs = _check_messages(messages)
     query = latest_question(msgs) if query is None else query
     router = router if isinstance(router, Router) else load_router(router)
-    return msgs, router, query, _ChatPlan(msgs, scope, on_error)
+    plan = _ChatPlan(msgs, scope, on_error)
+    if plan.n_request:  # one message list is one provider request
+        check_image_count(target or router.target, plan.n_request)
+    return msgs, router, query, plan
 
 
 @dispatcher.span
@@ -212,14 +223,18 @@ def resize_chat_messages(
     ``path`` and ``file:`` URLs stay as they are, with the reason in the event, unless
     ``local_files`` names their folder (message content is untrusted).
     Decisions are dispatched as a :class:`CaresResizeEvent`. ``target`` None uses the router's.
+    The message list is one provider request: more images than its provider accepts raise
+    :class:`~cares_integrations.TooManyImagesError` before anything is routed, and per-request
+    size rules apply (Anthropic: each image fitted to 2000x2000 px above 20 images).
     With a ``cache`` (:class:`~cares_integrations.core.conversation.DecisionCache`), an image
     already routed for the same question, target and policy is not routed again.
     """
-    msgs, router, query, plan = _prepare(messages, router, query, scope, on_error)
+    msgs, router, query, plan = _prepare(messages, router, query, scope, on_error, target)
     todo = plan.results.todo
     routed = route_images(router, [plan.sources[i] for i in todo], query,
                           target=target_or_router(target), cache=cache, on_error=on_error,
-                          fmt=image_format, quality=quality, local_files=local_files) if todo else []
+                          fmt=image_format, quality=quality, local_files=local_files,
+                          images_per_request=plan.n_request) if todo else []
     return plan.finish(msgs, plan.results.merge(routed), query, target or router.target)
 
 
@@ -238,11 +253,12 @@ async def aresize_chat_messages(
     cache: Optional[DecisionCache] = None,
 ) -> list[ChatMessage]:
     """Async :func:`resize_chat_messages`; decoding, routing and resizing run off the event loop."""
-    msgs, router, query, plan = _prepare(messages, router, query, scope, on_error)
+    msgs, router, query, plan = _prepare(messages, router, query, scope, on_error, target)
     todo = plan.results.todo
     routed = await aroute_images(router, [plan.sources[i] for i in todo], query,
                                  target=target_or_router(target), cache=cache, on_error=on_error,
-                                 fmt=image_format, quality=quality, local_files=local_files) if todo else []
+                                 fmt=image_format, quality=quality, local_files=local_files,
+                                 images_per_request=plan.n_request) if todo else []
     return plan.finish(msgs, plan.results.merge(routed), query, target or router.target)
 
 
