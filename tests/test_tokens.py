@@ -132,6 +132,83 @@ def test_claude_long_edge_cap_and_hires_tier():
     assert visual_tokens("anthropic:claude-hires", 4000, 4000) == 69 * 69
 
 
+def test_claude_opus_4_7_caps_worked_examples():
+    # Opus 4.7 and later: 2576 px on the long edge and 4,784 tokens (the vision page's per-model
+    # limits). 2576x1456 is 92 x 52 patches = 4784: both caps met exactly, sent as is.
+    assert processed_size("anthropic:claude-opus-4-7", 2576, 1456) == (2576, 1456)
+    assert visual_tokens("anthropic:claude-opus-4-7", 2576, 1456) == 92 * 52 == 4784
+    # The same image on a standard model is cut to 1568 px / 1,568 tokens: 1456x823 (52 x 30 = 1560).
+    assert processed_size("anthropic:claude-sonnet-4-6", 2576, 1456) == (1456, 823)
+    assert visual_tokens("anthropic:claude-sonnet-4-6", 2576, 1456) == 52 * 30
+    # "up to ~3x more image tokens": the caps' ratio, 4784 / 1568.
+    assert round(4784 / 1568, 1) == 3.1
+    # 3:2 at 3000x2000 meets the 4784-token cap first: 2352x1568 (84 x 56 = 4704), under 2576 px.
+    assert processed_size("anthropic:claude-opus-4-7", 3000, 2000) == (2352, 1568)
+    assert visual_tokens("anthropic:claude-opus-4-7", 3000, 2000) == 84 * 56
+    # A later Opus gets the same rule (the family's), a standard Sonnet the standard one.
+    assert get_target("anthropic:claude-opus-4-7") is get_target("anthropic:claude-hires")
+    assert get_target("anthropic:claude-sonnet-4-6") is get_target("anthropic:claude")
+
+
+def test_claude_request_limits():
+    limits = get_target("anthropic:claude-sonnet-4").limits
+    # 8000 px per side; 2000x2000 once a request holds more than 20 images; 600 images per request.
+    assert limits.max_side_for(20) == 8000 and limits.max_side_for(21) == 2000
+    assert limits.max_images == 600 and limits.max_image_base64 == 5 * 1024 * 1024
+
+
+# ---------------------------------------------------------------------------------------------
+# OpenAI GPT-5.4 and later: patch budgets per detail level
+# ---------------------------------------------------------------------------------------------
+def test_gpt_5_4_high_patch_budget_worked_examples():
+    # high: fit in 2048 px, then at most 2,500 32-px patches (one token each).
+    high = get_target("openai:gpt-5.4:high")
+    # The vision guide's 1024x1024 example: 32 x 32 = 1024 patches, within every budget.
+    assert high.tokens(1024, 1024) == 1024 and high.processed_size(1024, 1024) == (1024, 1024)
+    # Its 1800x2400 example under the high budget: fit 2048 -> 1536x2048 = 48 x 64 = 3072 > 2500;
+    # r = sqrt(32*32*2500 / (1536*2048)) = 0.902, cut to 57/57.73 so the long side lands on whole
+    # patches -> 43 x 57 = 2451 patches, processed at 1368x1824.
+    assert high.tokens(1800, 2400) == 43 * 57 == 2451
+    assert high.processed_size(1800, 2400) == (1368, 1824)
+    # Any large square ends at the budget: 50 x 50 patches, 1600x1600.
+    assert high.tokens(4096, 4096) == 2500 and high.processed_size(4096, 4096) == (1600, 1600)
+
+
+def test_gpt_5_4_original_patch_budget_worked_examples():
+    # original: fit in 6000 px, then at most 10,000 patches (the budget OpenAI's own codex client
+    # caps its estimates at, openai/codex#19865).
+    original = get_target("openai:gpt-5.4:original")
+    # 1800x2400 = 57 x 75 = 4275 patches: within 10,000, kept at full size.
+    assert original.tokens(1800, 2400) == 57 * 75 and original.processed_size(1800, 2400) == (1800, 2400)
+    # 4096x4096 = 16,384 patches: shrunk to the budget, 100 x 100 patches at 3200x3200.
+    assert original.tokens(4096, 4096) == 10000 and original.processed_size(4096, 4096) == (3200, 3200)
+
+
+def test_gpt_5_x_auto_is_high_on_5_4_and_original_on_5_5_and_5_6():
+    # auto = high for gpt-5.4, so the price without routing is the high budget's.
+    assert get_target("openai:gpt-5.4").cap == "high" and get_target("openai:gpt-5.4:auto").cap == "high"
+    assert visual_tokens("openai:gpt-5.4", 4096, 4096) == 2500
+    # auto = original for gpt-5.5: leaving detail unset bills the original budget.
+    assert get_target("openai:gpt-5.5").cap == "original" and get_target("openai:gpt-5.5:auto").cap == "original"
+    assert visual_tokens("openai:gpt-5.5", 4096, 4096) == 10000
+    assert visual_tokens("openai:gpt-5.5:high", 4096, 4096) == 2500  # naming :high caps it
+    # Routing may pick any level up to the cap, cheapest first.
+    assert [v.knobs["detail"] for v in get_target("openai:gpt-5.5").variants()] == ["high", "original"]
+    assert [v.knobs["detail"] for v in get_target("openai:gpt-5.4").variants()] == ["high"]
+
+
+def test_gpt_5_6_keeps_the_input_size_and_rejects_over_30000_patches():
+    # original/auto keep the size sent: 4096x4096 is billed 128 x 128 = 16,384 patches.
+    assert processed_size("openai:gpt-5.6", 4096, 4096) == (4096, 4096)
+    assert visual_tokens("openai:gpt-5.6", 4096, 4096) == 128 * 128
+    # 6000x6000 = 188 x 188 = 35,344 patches: the provider answers 400, so the limit is enforced
+    # before the call (the payload guard shrinks the image under it).
+    assert visual_tokens("openai:gpt-5.6", 6000, 6000) == 188 * 188 > 30000
+    assert get_target("openai:gpt-5.6").limits.max_patches == 30000
+    # high keeps gpt-5.4's budget.
+    assert visual_tokens("openai:gpt-5.6:high", 6000, 6000) == 2500
+
+
 # ---------------------------------------------------------------------------------------------
 # Gemini
 # ---------------------------------------------------------------------------------------------
@@ -150,6 +227,17 @@ def test_gemini_3_media_resolution_budgets():
     for level, budget in {"low": 280, "medium": 560, "high": 1120, "ultra_high": 2240}.items():
         assert visual_tokens(f"gemini-3:{level}", 100, 100) == budget
         assert visual_tokens(f"gemini-3:{level}", 5000, 3000) == budget
+    # The request knob each level is asked for by, and the default (HIGH) as the price without routing.
+    assert get_target("gemini-3:low").knobs == {"media_resolution": "MEDIA_RESOLUTION_LOW"}
+    assert visual_tokens("gemini-3", 64, 64) == visual_tokens("gemini-3", 1024, 1024) == 1120
+    assert [v.tokens(1, 1) for v in get_target("gemini-3").variants()] == [280, 560, 1120]
+
+
+def test_gemini_3_level_sizes_are_an_estimate_of_the_area_kept():
+    # Not documented by Google: each level is taken to keep 768*768/258 px per token (Gemini 2.x
+    # tiles), so LOW (280 tokens) keeps about 800x800 of a square page and never upscales.
+    assert processed_size("gemini-3:low", 2000, 2000) == (800, 800)
+    assert processed_size("gemini-3:low", 500, 500) == (500, 500)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -177,6 +265,15 @@ def test_qwen_custom_pixel_budget():
     assert model.tokens(1700, 2200) == 31 * 40
     with pytest.raises(ValueError):
         QwenVLCostModel("bad", min_pixels=100, max_pixels=10)
+
+
+def test_qwen3_vl_worked_examples():
+    # patch 16 merged 2x2: one token per 32x32 px; 65,536..16,777,216 px.
+    assert visual_tokens("qwen3-vl", 1024, 1024) == 32 * 32
+    # 100x100 is lifted to the 65,536-px floor: 256x256, 8 x 8 tokens.
+    assert processed_size("qwen3-vl", 100, 100) == (256, 256) and visual_tokens("qwen3-vl", 100, 100) == 64
+    # 5000x5000 = 25 Mpx is floored under the 16,777,216-px ceiling: 4096x4096, 128 x 128 tokens.
+    assert processed_size("qwen3-vl", 5000, 5000) == (4096, 4096) and visual_tokens("qwen3-vl", 5000, 5000) == 16384
 
 
 def test_qwen3_vl_factor_32():
