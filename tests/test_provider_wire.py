@@ -12,11 +12,13 @@ import json
 import warnings
 
 import pytest
+from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.messages import HumanMessage
+from langchain_core.tracers.base import BaseTracer
 from PIL import Image
 
 from cares_integrations import FixedRouter
-from cares_integrations.langchain import CaresImageResizer
+from cares_integrations.langchain import CaresImageResizer, routing_summary
 from helpers import Loopback, Reply, encode, render_page
 from recording_server import RecordingServer
 
@@ -241,34 +243,45 @@ def test_too_many_images_for_openai_raise_in_the_chat_model_wrapper(server):
 
 
 # -- the chat model's run carries the decision summary ----------------------------------------------
-def test_lcel_chat_model_run_carries_the_decision_summary(server):
-    from langchain_core.callbacks import BaseCallbackHandler
+class Tracer(BaseTracer):
+    """Records chat-model runs with their input messages and metadata, as LangChainTracer does."""
+
+    def __init__(self):
+        super().__init__(_schema_format="original+chat")
+        self.runs = []
+
+    def _persist_run(self, run):
+        pass
+
+    def _on_chat_model_start(self, run):
+        self.runs.append(run)
+
+
+class Starts(BaseCallbackHandler):
+    """What every chat model's ``on_chat_model_start`` is given: the summary and the run metadata."""
+
+    def __init__(self):
+        self.seen = []
+        self.metadata = []
+
+    def on_chat_model_start(self, serialized, messages, *, metadata=None, **kwargs):
+        self.seen.append(routing_summary(messages[0]))
+        self.metadata.append(dict(metadata or {}))
+
+
+@pytest.mark.parametrize("call", ["invoke", "stream"])
+def test_lcel_chat_model_run_carries_the_decision_summary(server, call):
     from langchain_core.prompts import ChatPromptTemplate
-    from langchain_core.tracers.base import BaseTracer
-
-    class Tracer(BaseTracer):  # records chat runs with their messages, as LangChainTracer does
-        def __init__(self):
-            super().__init__(_schema_format="original+chat")
-            self.runs = []
-
-        def _persist_run(self, run):
-            pass
-
-        def _on_chat_model_start(self, run):
-            self.runs.append(run)
-
-    class Starts(BaseCallbackHandler):
-        def __init__(self):
-            self.seen = []
-
-        def on_chat_model_start(self, serialized, messages, **kwargs):
-            self.seen.append(messages[0][-1].response_metadata.get("cares"))
 
     prompt = ChatPromptTemplate.from_messages([("human", [{"type": "text", "text": "{question}"},
                                                           {"type": "image_url", "image_url": {"url": "{page}"}}])])
     chain = prompt | CaresImageResizer(router=FixedRouter(1024), target="openai:gpt-4o") | _openai(server)
     tracer, starts = Tracer(), Starts()
-    chain.invoke({"question": "What is the title?", "page": LETTER_URL}, config={"callbacks": [tracer, starts]})
+    inputs = {"question": "What is the title?", "page": LETTER_URL}
+    if call == "invoke":
+        chain.invoke(inputs, config={"callbacks": [tracer, starts]})
+    else:
+        assert "".join(c.content for c in chain.stream(inputs, config={"callbacks": [tracer, starts]})) == "done"
     [summary] = starts.seen
     assert summary["target"] == "openai:gpt-4o" and summary["tokens_before"] == summary["tokens_after"] == 765
     assert summary["steps"] == ["detail=high, 4 tiles"]
@@ -278,3 +291,18 @@ def test_lcel_chat_model_run_carries_the_decision_summary(server):
     assert run.inputs["messages"][0][-1]["kwargs"]["response_metadata"]["cares"] == summary
     body = json.dumps(server.requests[-1])
     assert "cares" not in body and "cannot save" not in body  # the summary is not sent to the provider
+
+
+def test_chat_model_wrapper_puts_the_summary_in_both_runs_metadata(server):
+    from cares_integrations.langchain import CaresChatModel
+
+    tracer, starts = Tracer(), Starts()
+    llm = CaresChatModel(model=_openai(server), router=FixedRouter(512))
+    llm.invoke(_pages(1, LETTER_URL), config={"callbacks": [tracer, starts]})
+    outer, inner = tracer.runs  # the wrapper's run, then the wrapped ChatOpenAI's run
+    assert inner.parent_run_id == outer.id
+    for run in (outer, inner):
+        assert run.metadata["cares"]["target"] == "openai:gpt-4o"
+        assert run.metadata["cares"]["tokens_before"] == 765 and run.metadata["cares"]["tokens_after"] == 85
+    assert starts.metadata[1]["cares"] == inner.metadata["cares"]  # handlers see it as run metadata
+    assert starts.seen[1] == inner.metadata["cares"]

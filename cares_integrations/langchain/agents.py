@@ -16,7 +16,7 @@ from langchain_core.runnables import RunnableConfig
 from ..core.conversation import DEFAULT_CACHE_SIZE, DecisionCache
 from .messages import move_tool_images
 from .models import ToolImages, should_move_tool_images, target_for_chat_model
-from .resizer import CaresImageResizer
+from .resizer import METADATA_KEY, CaresImageResizer, routing_summary
 
 
 def build_resizer(
@@ -67,7 +67,14 @@ class AgentRouting:
 
     def _after(self, messages: Sequence[Any], model: Any) -> list[Any]:
         messages = list(messages)
-        return move_tool_images(messages) if should_move_tool_images(self.tool_images, model) else messages
+        if not should_move_tool_images(self.tool_images, model):
+            return messages
+        summary = routing_summary(messages)
+        moved = move_tool_images(messages)
+        if summary is not None and routing_summary(moved) is None:  # keep the summary on the last message
+            last = moved[-1]
+            moved[-1] = last.model_copy(update={"response_metadata": {**last.response_metadata, METADATA_KEY: summary}})
+        return moved
 
     def route(self, messages: Sequence[Any], model: Any, config: RunnableConfig | None = None) -> list[Any]:
         """The messages to send ``model``: images resized, tool images placed for its API."""

@@ -27,7 +27,7 @@ from ._component import CaresOptions
 from .agents import AgentRouting, build_resizer
 from .messages import QuestionGetter
 from .models import ToolImages, model_name_of
-from .resizer import CaresImageResizer
+from .resizer import METADATA_KEY, CaresImageResizer, add_run_metadata, routing_summary
 
 STANDARD_PARAMS = ("temperature", "max_tokens", "timeout", "max_retries", "stop", "streaming", "api_key", "base_url")
 """Standard chat-model parameters the wrapper takes and sets on (a rebuilt copy of) the wrapped model."""
@@ -69,6 +69,17 @@ def _child(run_manager: Any) -> RunnableConfig:
     manager.add_tags([NOSTREAM_TAG], inherit=False)
     manager.add_metadata(run_manager.inheritable_metadata)
     return {"callbacks": manager}
+
+
+def _summary_metadata(routed: list[Any], run_manager: Any) -> dict[str, Any] | None:
+    """``{"cares": summary}`` for the wrapped model's run, also added to this wrapper's own run
+    in every tracer; None when no image was routed."""
+    summary = routing_summary(routed)
+    if summary is None:
+        return None
+    meta = {METADATA_KEY: summary}
+    add_run_metadata(run_manager, meta)
+    return meta
 
 
 class CaresChatModel(CaresOptions, BaseChatModel):
@@ -165,22 +176,25 @@ class CaresChatModel(CaresOptions, BaseChatModel):
                   run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> ChatResult:
         config = _child(run_manager)
         routed = self._routing.route(messages, self.model, config)
+        meta = _summary_metadata(routed, run_manager)
         result = self.model.generate([routed], stop=stop, callbacks=config.get("callbacks"),
-                                     tags=config.get("tags"), **kwargs)
+                                     tags=config.get("tags"), metadata=meta, **kwargs)
         return ChatResult(generations=result.generations[0], llm_output=result.llm_output)  # type: ignore[arg-type]
 
     async def _agenerate(self, messages: list[BaseMessage], stop: list[str] | None = None,
                          run_manager: AsyncCallbackManagerForLLMRun | None = None, **kwargs: Any) -> ChatResult:
         config = _child(run_manager)
         routed = await self._routing.aroute(messages, self.model, config)
+        meta = _summary_metadata(routed, run_manager)
         result = await self.model.agenerate([routed], stop=stop, callbacks=config.get("callbacks"),
-                                            tags=config.get("tags"), **kwargs)
+                                            tags=config.get("tags"), metadata=meta, **kwargs)
         return ChatResult(generations=result.generations[0], llm_output=result.llm_output)  # type: ignore[arg-type]
 
     def _stream(self, messages: list[BaseMessage], stop: list[str] | None = None,
                 run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> Iterator[ChatGenerationChunk]:
         config = _child(run_manager)
         routed = self._routing.route(messages, self.model, config)
+        config = {**config, "metadata": _summary_metadata(routed, run_manager) or {}}
         for chunk in self.model.stream(routed, config=config, stop=stop, **kwargs):
             yield ChatGenerationChunk(message=chunk)
 
@@ -189,6 +203,7 @@ class CaresChatModel(CaresOptions, BaseChatModel):
                        **kwargs: Any) -> AsyncIterator[ChatGenerationChunk]:
         config = _child(run_manager)
         routed = await self._routing.aroute(messages, self.model, config)
+        config = {**config, "metadata": _summary_metadata(routed, run_manager) or {}}
         async for chunk in self.model.astream(routed, config=config, stop=stop, **kwargs):
             yield ChatGenerationChunk(message=chunk)
 

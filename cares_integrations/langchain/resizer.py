@@ -36,6 +36,25 @@ METADATA_KEY = "cares"
 ``response_metadata`` of the last message the chat model is sent."""
 
 
+def routing_summary(messages: Sequence[Any]) -> dict[str, Any] | None:
+    """The routing summary a :class:`CaresImageResizer` left on the last of ``messages``
+    (``response_metadata["cares"]``), or None: what a callback handler's
+    ``on_chat_model_start(serialized, messages)`` reads for ``messages[0]``."""
+    last = messages[-1] if messages else None
+    return last.response_metadata.get(METADATA_KEY) if isinstance(last, BaseMessage) else None
+
+
+def add_run_metadata(run_manager: Any, metadata: dict[str, Any]) -> None:
+    """Add ``metadata`` to the run of ``run_manager`` in every tracer (LangSmith included)."""
+    if run_manager is None:
+        return
+    for handler in getattr(run_manager, "handlers", ()):
+        if isinstance(handler, BaseTracer):
+            run = handler.run_map.get(str(run_manager.run_id))
+            if run is not None:
+                run.add_metadata(metadata)
+
+
 @dataclass
 class _Job:
     """One input: where its messages came from, its images, their questions, and its results."""
@@ -280,23 +299,12 @@ class CaresImageResizer(CaresOptions, RunnableSerializable[LanguageModelInput, L
             }
         }
 
-    @classmethod
-    def _add_run_metadata(cls, run_manager: Any, report: dict[str, Any]) -> None:
-        """Add the routing summary to this run in every tracer (LangSmith included)."""
-        if run_manager is None:
-            return
-        for handler in getattr(run_manager, "handlers", ()):
-            if isinstance(handler, BaseTracer):
-                run = handler.run_map.get(str(run_manager.run_id))
-                if run is not None:
-                    run.add_metadata(cls._run_metadata(report))
-
     def _emit(self, report: dict[str, Any], run_manager: Any, config: RunnableConfig) -> None:
-        self._add_run_metadata(run_manager, report)
+        add_run_metadata(run_manager, self._run_metadata(report))
         dispatch_custom_event(EVENT_NAME, report, config=config)
 
     async def _aemit(self, report: dict[str, Any], run_manager: Any, config: RunnableConfig) -> None:
-        self._add_run_metadata(run_manager, report)
+        add_run_metadata(run_manager, self._run_metadata(report))
         await adispatch_custom_event(EVENT_NAME, report, config=config)
 
     # -- Runnable API -------------------------------------------------------------------------
