@@ -209,3 +209,5 @@ def test_too_many_images_raise_naming_the_limit_and_provider():
     llm = CaresLLM(llm=MockLLM(), router=FixedRouter(512), target="openai:gpt-4o")
     with pytest.raises(TooManyImagesError):
         llm.chat(messages)
+    with pytest.raises(TooManyImagesError, match="at most 500"):  # a multimodal complete() is one request too
+        llm.complete("What is the total?", image_documents=[b for b in messages[0].blocks if isinstance(b, ImageBlock)])

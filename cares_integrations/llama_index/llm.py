@@ -29,6 +29,7 @@ from llama_index.core.instrumentation import get_dispatcher
 from llama_index.core.schema import BaseNode
 
 from ..core.apply import ImageResult
+from ..core.budget import check_image_count
 from ..core.conversation import DEFAULT_CACHE_SIZE, DecisionCache, aroute_images, route_images
 from ..core.errors import ImageDecodeError
 from ..core.model_target import provider_of
@@ -207,16 +208,25 @@ class CaresLLM(CaresOptions, FunctionCallingLLM):
         # Multimodal complete() has no `formatted`; pass it on only when set.
         return ({"formatted": True} if formatted else {}) | kwargs, _Documents(documents, self.on_error)
 
+    def _request_size(self, plan: _Documents) -> int:
+        """The image documents of one ``complete`` call: one request, checked against its limit."""
+        n = len(plan.sources)
+        if n:
+            check_image_count(self._target_name(), n)
+        return n
+
     def _route_documents(self, prompt: str, plan: _Documents) -> list[Any]:
+        n = self._request_size(plan)
         todo = plan.results.todo
         routed = route_images(self.router, [plan.sources[i] for i in todo], prompt, cache=self._cache,
-                              **self._route_kwargs()) if todo else []
+                              **self._route_kwargs(), images_per_request=n) if todo else []
         return plan.finish(routed, prompt, self._target_name(), self.metadata_key)
 
     async def _aroute_documents(self, prompt: str, plan: _Documents) -> list[Any]:
+        n = self._request_size(plan)
         todo = plan.results.todo
         routed = await aroute_images(self.router, [plan.sources[i] for i in todo], prompt, cache=self._cache,
-                                     **self._route_kwargs()) if todo else []
+                                     **self._route_kwargs(), images_per_request=n) if todo else []
         return plan.finish(routed, prompt, self._target_name(), self.metadata_key)
 
     def complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
