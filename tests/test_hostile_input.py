@@ -121,7 +121,7 @@ def test_langchain_local_file_policy_opts_in_to_a_folder(secret):
     msg = HumanMessage(content=[{"type": "image_url", "image_url": {"url": str(link)}}])
     out = CaresImageResizer(router=FixedRouter(120), local_files=LocalFilePolicy(roots=[secret.parent])).invoke(
         [msg], config={"callbacks": [catch]})
-    assert out[0] is msg and "outside the local-file policy" in catch.events[0]["images"][0]["skipped_reason"]
+    assert out[0].content is msg.content and "outside the local-file policy" in catch.events[0]["images"][0]["skipped_reason"]
 
 
 def test_llama_index_node_url_and_image_block_paths_are_never_read(secret):
