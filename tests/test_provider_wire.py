@@ -228,6 +228,7 @@ def test_too_many_images_for_anthropic_raise_before_the_call(server):
     with pytest.raises(TooManyImagesError, match="601 images; Anthropic accepts at most 600 per request") as info:
         chain.invoke(_pages(601, small))
     assert info.value.limit == 600 and info.value.provider == "Anthropic" and info.value.n_images == 601
+    assert "'anthropic:claude-sonnet-4-5'" in str(info.value)  # the target as the caller named it
     assert server.requests == []  # never sent, nothing silently dropped
 
 

@@ -74,7 +74,7 @@ def check_image_count(target: str | CostModel | None, n_images: int) -> None:
     if limit is not None and n_images > limit:
         raise TooManyImagesError(
             f"this request holds {n_images} images; {model.provider} accepts at most {limit} per request "
-            f"(target {model.name}); send them in several requests",
+            f"(target {target if isinstance(target, str) else model.name!r}); send them in several requests",
             limit=limit, provider=model.provider, n_images=n_images,
         )
 
