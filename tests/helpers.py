@@ -211,3 +211,14 @@ def render_real_pages(folder: Path, labels: Path = REAL_PAGES / "labels-ppocr.js
         with Image.open(out) as img:
             assert list(img.size) == row["native_size"], (out, img.size, row["native_size"])
     return folder
+
+
+def unique_models() -> list:
+    """Every registered token model once (aliases share a model)."""
+    from cares_integrations.tokens import get_target, list_targets
+
+    seen: dict[int, object] = {}
+    for name in list_targets():
+        model = get_target(name)
+        seen.setdefault(id(model), model)
+    return list(seen.values())

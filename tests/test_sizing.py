@@ -11,17 +11,10 @@ from hypothesis import strategies as st
 from cares_integrations.core.errors import UnknownTargetError
 from cares_integrations.core.geometry import fit_long_side
 from cares_integrations.core.sizing import MAX_DISTORTION, send_size
-from cares_integrations.core.tokens import CostModel, get_target, list_targets, processed_size, visual_tokens
+from cares_integrations.core.tokens import CostModel, get_target, processed_size, visual_tokens
+from helpers import unique_models
 
 PAGE = (1700, 2200)  # a letter page at 200 dpi
-
-
-def unique_models() -> list[CostModel]:
-    seen: dict[int, CostModel] = {}
-    for name in list_targets():
-        model = get_target(name)
-        seen.setdefault(id(model), model)
-    return list(seen.values())
 
 
 MODELS = unique_models()

@@ -23,14 +23,7 @@ from cares_integrations.core.tokens import (
     visual_tokens,
 )
 
-
-def unique_models() -> list[CostModel]:
-    """Every registered model once (aliases share a model)."""
-    seen: dict[int, CostModel] = {}
-    for name in list_targets():
-        model = get_target(name)
-        seen.setdefault(id(model), model)
-    return list(seen.values())
+from helpers import unique_models
 
 
 MODELS = unique_models()
