@@ -42,7 +42,7 @@ def _pages(n: int, client: int = 0) -> list[bytes]:
 
 
 def _rss(pid: int) -> int:
-    import psutil
+    import psutil  # Ray's own copy: importing ray puts it on sys.path (spawned clients inherit it)
 
     try:
         return psutil.Process(pid).memory_info().rss
@@ -97,13 +97,24 @@ def _run_clients(mode: str, source: str, device: str, clients: int, requests: in
 
 
 def _ray_rss() -> int:
+    """RSS of every Ray process: all that ``ray.init`` started under this process (GCS, raylet,
+    agents, log monitor, workers, Serve's controller, proxy and replica), plus any Ray process
+    found by name; not this driver, and not multiprocessing's helper."""
     import psutil
 
-    total = 0
+    pids = {p.pid for p in psutil.Process().children(recursive=True)}
     for proc in psutil.process_iter(["cmdline"]):
         cmd = " ".join(proc.info.get("cmdline") or [])
         if "ray" in cmd and ("raylet" in cmd or "gcs_server" in cmd or "ray::" in cmd or "default_worker" in cmd):
-            total += _rss(proc.pid)
+            pids.add(proc.pid)
+    total = 0
+    for pid in pids:
+        try:
+            if "multiprocessing" in " ".join(psutil.Process(pid).cmdline()):
+                continue
+        except psutil.Error:
+            continue
+        total += _rss(pid)
     return total
 
 
