@@ -1,8 +1,9 @@
 """In-process gates vs one shared Ray Serve deployment, for N concurrent clients (N = 1, 8, 32).
 
 Each client is its own process sending ``--requests`` pages one after another (pages of its
-own: no two clients send the same page, so the replica's vision cache gives the served side no
-hits the in-process gates could not have). In-process: each client loads its own tiny gate
+own: no two clients, in one round or across rounds, send the same page, so the replica's vision
+cache gives the served side no hits the in-process gates could not have; both get one: each
+client's warm-up page is routed again first). In-process: each client loads its own tiny gate
 (tests/tiny_models.py; no download) and imports torch. Served: each client holds only a
 ``RemoteRouter`` (no torch) to one Serve deployment of the same gate (one replica,
 ``@serve.batch``). Reported in one run, as served / in-process ratios: throughput (pages/s over
@@ -75,10 +76,11 @@ def _client(mode: str, source: str, device: str, n: int, client: int, ready, sta
         router.close()
 
 
-def _run_clients(mode: str, source: str, device: str, clients: int, requests: int) -> dict:
+def _run_clients(mode: str, source: str, device: str, clients: int, requests: int, first: int = 0) -> dict:
+    """``clients`` processes numbered from ``first`` (their pages follow from the number)."""
     ctx = mp.get_context("spawn")
     ready, start, out = ctx.Queue(), ctx.Event(), ctx.Queue()
-    procs = [ctx.Process(target=_client, args=(mode, source, device, requests, i, ready, start, out))
+    procs = [ctx.Process(target=_client, args=(mode, source, device, requests, first + i, ready, start, out))
              for i in range(clients)]
     for p in procs:
         p.start()
@@ -190,9 +192,11 @@ def main() -> None:
         serve.start(http_options={"host": "127.0.0.1", "port": port})
         serve.run(build_app(str(gate), **serve_options(args.device, args.max_batch)), name="bench", route_prefix="/")
         url = f"http://127.0.0.1:{port}"
+        first = 0  # client numbers continue across rounds: no round resends an earlier round's pages
         for n in (int(c) for c in args.clients.split(",")):
-            local = _run_clients("local", str(gate), args.device, n, args.requests)
-            served = _run_clients("remote", url, args.device, n, args.requests)
+            local = _run_clients("local", str(gate), args.device, n, args.requests, first)
+            served = _run_clients("remote", url, args.device, n, args.requests, first)
+            first += n
             served_rss = served["client_rss"] + _ray_rss()
             row = {"clients": n, "local": local, "served": served, "served_total_rss": served_rss,
                    "throughput_ratio": served["throughput"] / local["throughput"],
