@@ -1,25 +1,29 @@
-"""Refit the text-scale router's rules on the corpus: fit on train, choose on validation.
+"""Refit the text-scale router's rules on the corpus's train and validation documents.
 
-    python benchmarks/refit_text_scale.py [--pages DIR] [--reader ppocr] [--retention 0.975]
-        [--val-retention 0.97] [--margin 0.01] [--other-weights 0 0.1 0.2 0.3 0.5 1]
+    python benchmarks/refit_text_scale.py [--pages DIR] [--reader ppocr] [--retention 0.97]
+        [--margin 0.02] [--folds 5] [--other-weights 0 0.1 0.2 0.3 0.5 1] [--json OUT]
 
 Each page is measured once (``TextScaleRouter.measure``; cached in
 ``benchmarks/corpus/page_measures.jsonl.gz``, so a rerun needs no pages; ``--pages``, the corpus
-build folder, measures missing ones). Every question is given the kind the router itself reads
-from its words (:func:`~cares_integrations.routers.textscale.question_kind`): title, fine print,
-number or body. For each kind, every rule of the grid (the measured text height to scale:
-small, median or smallest text; the pixels it must reach; a floor; a cap) is scored exactly
-(:meth:`KindRule.long_side`, what the router runs) on the train split. The kinds add up, so the
-whole frontier is traced by a Lagrangian sweep: for each price ``lam`` of one point of accuracy
-in tokens, each kind takes the rule with the best ``lam * score - tokens``; one path per weight
-of the other reader (Tesseract) in that objective (``--other-weights``). Points of the paths that keep
-``--retention`` on train under ``--reader`` and are not dominated under any reader on train (no
-fixed size keeps at least as much minus ``--margin`` and saves at least as much) are candidates;
-the one saving most on the validation split while keeping ``--val-retention`` there, undominated
-under every reader, is chosen (the train pick when none does). The test split is never read.
+build folder, measures missing ones, every corpus page). Every question is given the kind the
+router itself reads from its words (:func:`~cares_integrations.routers.textscale.question_kind`):
+title, fine print, number or body. For each kind, every rule of the grid (the measured text
+height to scale: small, median or smallest text; the pixels it must reach; a floor; a cap) is
+scored exactly (:meth:`KindRule.long_side`, what the router runs) on every question. The kinds
+add up, so a frontier is traced by a Lagrangian sweep: for each price ``lam`` of accuracy in
+tokens, each kind takes the rule with the best ``lam * score - tokens`` (with ``weight`` on the
+other reader's score, one sweep per ``--other-weights``).
+
+The operating point ``(weight, lam)`` is chosen by cross-validation over documents: the train
+and validation documents are dealt into ``--folds`` folds, each fold's rules are fitted on the
+other folds, and the held-out results are pooled. The point saving the most (under
+``--reader``) that keeps ``--retention`` there and is not dominated under any reader even with
+``--margin`` less accuracy (no fixed size keeps at least as much minus the margin and saves at
+least as much) is chosen, and the rules are fitted on all train and validation documents at
+that point. The test split is never read.
 
 The default is fitted to the neural reader (PP-OCR stands in for VLM-class readers); the
-Tesseract columns show what the same rules do for a weaker reader. Costs are Qwen2.5-VL patch
+Tesseract figures show what the same rules do for a weaker reader. Costs are Qwen2.5-VL patch
 tokens (``qwen-patch``).
 """
 
@@ -206,6 +210,7 @@ def main(argv=None) -> int:
                     help="weights of the other readers' accuracy in the objective")
     ap.add_argument("--measures", nargs="+", default=["small", "median", "min"], choices=["small", "median", "min"],
                     help="text heights a fine/title/number rule may scale (body: small)")
+    ap.add_argument("--json", type=Path, default=None, help="also write the chosen rules and figures here")
     args = ap.parse_args(argv)
     labels = load_reader_labels()
     fitting = {reader: [r for r in recs if r.extra.get("split") in SPLITS] for reader, recs in labels.items()}
@@ -260,6 +265,11 @@ def main(argv=None) -> int:
           f"text_cap={constants['text_cap']},")
     print("                  kind_rules={" + ",\n                              ".join(
         f"{k!r}: {r!r}" for k, r in constants["kind_rules"].items()) + "})")
+    if args.json:
+        args.json.write_text(json.dumps({
+            "min_text_px": constants["min_text_px"], "floor": constants["floor"], "text_cap": constants["text_cap"],
+            "kind_rules": {k: r.__dict__ for k, r in constants["kind_rules"].items()},
+            "cross_validated": {r: kept_saved(cv[best][r]) for r in tables}}, indent=1) + "\n")
     print("\nin sample (the rules were fitted on these):")
     for reader, t in tables.items():
         for k in SPLITS:

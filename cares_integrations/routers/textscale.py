@@ -111,8 +111,9 @@ DEFAULT_KIND_RULES: dict[str, KindRule] = {
     "fine": KindRule(6.25, "median", floor=640, cap=896),
     "number": KindRule(3.75, "min", floor=896, cap=1280),
 }
-"""The shipped per-kind rules, refit on the corpus's train split (``benchmarks/refit_text_scale.py``,
-docs/quality.md); a body question (any other kind) uses ``min_text_px``, ``floor`` and ``text_cap``."""
+"""The shipped per-kind rules, refit on the corpus's train and validation documents
+(``benchmarks/refit_text_scale.py``, docs/quality.md); a body question (any other kind) uses
+``min_text_px``, ``floor`` and ``text_cap``."""
 
 
 @dataclass(frozen=True)
@@ -263,7 +264,8 @@ class TextScaleRouter(Router):
     - ``floor``: never ask for less than this long side on a text page.
     - ``photo_long_side``: long side for images that are not documents (no paper background).
     - ``blank_long_side``: long side for pages without text.
-    - ``text_cap``: never ask for more than this long side on a text page (None: no cap).
+    - ``text_cap``: a body question never asks for more than this long side on a text page
+      (None: no cap; a cap below ``floor`` is raised to it).
     - ``question_hints``: size titles, fine print and numbers by their own rules (below); off,
       every question is sized like a body question (``min_text_px``, ``floor``, ``text_cap``).
     - ``kind_rules``: ``{kind: KindRule}`` for the kinds of :func:`question_kind` (``"title"``,
