@@ -9,7 +9,7 @@ from PIL import Image, ImageOps
 
 from cares_integrations.routers.registry import default_router, load_router
 from cares_integrations.core.policy import ResolutionPolicy
-from cares_integrations.routers.textscale import DEFAULT_KIND_RULES, KindRule, TextScaleRouter, measure_text, question_kind
+from cares_integrations.routers.textscale import DEFAULT_KIND_RULES, DEFAULT_TEXT_CAP, KindRule, TextScaleRouter, measure_text, question_kind
 from cares_integrations.training.synthetic import generate_page
 
 Q = "What is the revenue for item 10?"
@@ -140,7 +140,7 @@ def test_options_change_the_size(small_text_page):
 def test_policy_clamps_and_targets_apply(small_text_page):
     r = TextScaleRouter(policy=ResolutionPolicy(max_long_side=600), target="qwen2.5-vl")
     d = r.route(small_text_page, Q)
-    assert d.long_side == 600  # the body rule asks 640; the policy clamps it
+    assert d.long_side == 600  # the body rule asks its cap (768); the policy clamps it
     assert d.tokens_after < d.tokens_before
 
 
@@ -181,14 +181,14 @@ def test_shipped_rules_size_each_kind_within_its_floor_and_cap(small_text_page):
     router = TextScaleRouter()
     assert router.kind_rules == DEFAULT_KIND_RULES
     # 12 px text on a 2200 px page: a body question asks more than the cap (the corpus refit, docs/quality.md)
-    assert router.route(small_text_page, Q).long_side == 640
+    assert router.route(small_text_page, Q).long_side == DEFAULT_TEXT_CAP
     for question, kind in (("What is the title of this page?", "title"), ("What is the total?", "number"),
                            ("What does footnote 1 say?", "fine")):
         rule = DEFAULT_KIND_RULES[kind]
         assert rule.floor <= router.route(small_text_page, question).long_side <= rule.cap
-    assert TextScaleRouter(question_hints=False).route(small_text_page, "What is the total?").long_side == 640
+    assert TextScaleRouter(question_hints=False).route(small_text_page, "What is the total?").long_side == DEFAULT_TEXT_CAP
     # a kind without a rule is sized like a body question
-    assert TextScaleRouter(kind_rules={}).route(small_text_page, "What is the total?").long_side == 640
+    assert TextScaleRouter(kind_rules={}).route(small_text_page, "What is the total?").long_side == DEFAULT_TEXT_CAP
 
 
 def test_bad_rules_are_named():

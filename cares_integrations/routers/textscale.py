@@ -48,7 +48,7 @@ DEFAULT_QUANTILE = 0.02
 DEFAULT_FLOOR = 384
 DEFAULT_PHOTO_LONG_SIDE = 1024
 DEFAULT_BLANK_LONG_SIDE = 384
-DEFAULT_TEXT_CAP = 640
+DEFAULT_TEXT_CAP = 768
 _FINE_PRINT = re.compile(r"\b(foot\s?notes?|fine\s+print|small\s+print|disclaimers?|legal\s+notice|captions?"
                          r"|legends?|small\s+text|tiny\s+text)\b", re.I)
 _TITLE = re.compile(r"\b(title|heading|headline|subtitle|header)\b", re.I)
@@ -107,9 +107,9 @@ class KindRule:
 
 
 DEFAULT_KIND_RULES: dict[str, KindRule] = {
-    "title": KindRule(2.75, "min", floor=512, cap=640),
-    "fine": KindRule(6.25, "median", floor=640, cap=896),
-    "number": KindRule(3.75, "min", floor=896, cap=1280),
+    "title": KindRule(2.75, "min", floor=512, cap=896),
+    "fine": KindRule(3.75, "small", floor=896, cap=1280),
+    "number": KindRule(5.5, "min", floor=896, cap=1280),
 }
 """The shipped per-kind rules, refit on the corpus's train and validation documents
 (``benchmarks/refit_text_scale.py``, docs/quality.md); a body question (any other kind) uses
