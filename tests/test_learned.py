@@ -43,7 +43,11 @@ def test_shipped_weights_load_and_route(shipped, page_image):
     assert d.router == "learned-default"
     assert d.bins == list(shipped.policy.bins) and len(d.probabilities) == len(d.bins)
     assert d.probabilities == pytest.approx(shipped.predict_proba([page_image], [QUESTIONS[0]])[0].tolist(), abs=1e-6)
-    assert d.raw_long_side == pytest.approx(sum(p * b for p, b in zip(d.probabilities, d.bins)), abs=1e-3)
+    assert shipped.policy.mode == shipped.config.get("mode", "continuous")  # the config's operating mode
+    if shipped.policy.mode == "continuous":
+        assert d.raw_long_side == pytest.approx(sum(p * b for p, b in zip(d.probabilities, d.bins)), abs=1e-3)
+    else:
+        assert d.raw_long_side == d.bins[int(np.argmax(d.probabilities))]
     assert d.tokens_after <= d.tokens_before
 
 
@@ -106,6 +110,17 @@ def test_question_changes_the_decision(tmp_path, page_image):
     assert np.argmax(heading.probabilities) == 0 and np.argmax(footnote.probabilities) == 2
     # saved and reloaded: identical decisions
     assert LearnedDefaultRouter(folder).route(page_image, "footnote") == router.route(page_image, "footnote")
+
+
+def test_config_mode_sets_the_policy(tmp_path, page_image):
+    folder, _ = train_question_sensitive(tmp_path)
+    config = json.loads((folder / "config.json").read_text())
+    assert LearnedDefaultRouter(folder).policy.mode == "continuous"  # no mode: continuous
+    config["mode"] = "discrete"
+    (folder / "config.json").write_text(json.dumps(config))
+    router = LearnedDefaultRouter(folder)
+    d = router.route(page_image, "What is the footnote fine print value of item 3?")
+    assert router.policy.mode == "discrete" and d.raw_long_side == 1024.0
 
 
 def test_policy_and_checkpoint_errors(tmp_path, shipped):

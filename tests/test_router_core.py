@@ -283,8 +283,9 @@ def test_with_policy_refuses_bins_a_learned_router_cannot_predict():
     learned = load_router("learned-default")
     with pytest.raises(ValueError, match="bins"):
         learned.with_policy(ResolutionPolicy(bins=(256, 512)))
-    discrete = learned.with_policy(ResolutionPolicy(bins=learned.policy.bins, mode="discrete"))
-    assert discrete.policy.mode == "discrete" and learned.policy.mode == "continuous"
+    other = "continuous" if learned.policy.mode == "discrete" else "discrete"
+    switched = learned.with_policy(ResolutionPolicy(bins=learned.policy.bins, mode=other))
+    assert switched.policy.mode == other and learned.policy.mode != other
 
 
 async def test_the_async_batch_path_goes_through_the_apredict_hook(page_png, page_jpeg):

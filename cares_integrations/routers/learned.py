@@ -7,8 +7,10 @@ bigram counts (the hashing trick: no vocabulary to ship). A few tens of thousand
 turn that into class probabilities over the resolution bins, calibrated with a temperature.
 
 The weights live in ``cares_integrations/routers/learned_default/`` (``config.json`` +
-``model.safetensors``), trained by ``python -m cares_integrations.training.recipe`` on synthetic
-pages labeled with the Tesseract reader (see ``docs/learned-default.md``). The same building
+``model.safetensors``), trained by ``python benchmarks/train_learned_corpus.py`` on the
+real-document corpus's train split labeled with the PP-OCRv4 reader (the synthetic-page recipe,
+``python -m cares_integrations.training.recipe``, writes the same format; see
+``docs/learned-default.md``). The same building
 blocks (:func:`page_view`, :func:`page_stats`, :func:`question_features`) are used at training
 time, so inference and training cannot drift. Inference runs in numpy (:class:`LearnedNet`), so
 the default install needs no torch; training uses the same network written in torch
@@ -283,8 +285,8 @@ class LearnedDefaultRouter(Router):
     ``path`` is a folder written by :func:`save_learned` (default: the shipped weights). Returns
     calibrated class probabilities over its bins (``softmax(logits / temperature + class_bias)``:
     the temperature is fitted on validation pages, the optional ``class_bias`` is the operating
-    point chosen on them, a log-prior shift toward larger bins); the policy
-    (continuous by default) turns them into a long side. Runs in numpy on CPU (no torch) in tens
+    point chosen on them, a log-prior shift toward larger bins); the policy (the config's
+    ``mode``, continuous when absent) turns them into a long side. Runs in numpy on CPU (no torch) in tens
     of ms per page, most of it the text measurement.
     """
 
@@ -295,7 +297,7 @@ class LearnedDefaultRouter(Router):
         config, net = load_learned(self.path)
         bins = tuple(int(b) for b in config["bins"])
         self.config = config
-        policy = options.pop("policy", None) or ResolutionPolicy(bins=bins)
+        policy = options.pop("policy", None) or ResolutionPolicy(bins=bins, mode=config.get("mode", "continuous"))
         self._check_policy(policy)
         super().__init__(policy=policy, **options)
         self.net = net
