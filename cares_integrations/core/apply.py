@@ -24,7 +24,7 @@ from .fetch import aprefetch
 from .partial import PartialResults
 from .payload import DecodedImage, ImageInput, load_image, mime_for_format
 from .resize import resize_and_encode
-from .router import ROUTER_TARGET, Router, _as_queries
+from .router import ROUTER_TARGET, Router, queries_for
 from .sources import ANY_LOCAL_FILE, LocalFilePolicy
 
 logger = logging.getLogger(__name__)
@@ -95,7 +95,8 @@ def per_request_counts(images_per_request: int | Sequence[int], n: int) -> list[
     return counts
 
 
-def _check_on_error(on_error: str) -> None:
+def check_on_error(on_error: str) -> None:
+    """Refuse an ``on_error`` other than ``"raise"`` or ``"passthrough"``, with a ValueError naming it."""
     if on_error not in ("raise", "passthrough"):
         raise ValueError(f"on_error must be 'raise' or 'passthrough', got {on_error!r}")
 
@@ -246,10 +247,10 @@ def route_and_resize(
     message list passes its image count, so per-request limits apply (Anthropic: at most
     2000x2000 px per image above 20 images); the decision's ``payload`` says when they did.
     """
-    _check_on_error(on_error)
+    check_on_error(on_error)
     fmt = output_format(fmt)
     images = list(images)
-    qs = _as_queries(queries, len(images))
+    qs = queries_for(queries, len(images))
     per = per_request_counts(images_per_request, len(images))
     results, decoded = _decode_all(router, images, on_error, local_files)
     decisions = _route_sync(router, decoded, [qs[i] for i in results.todo], target, on_error)
@@ -272,10 +273,10 @@ async def aroute_and_resize(
     (:data:`~cares_integrations.core.fetch.FETCH_EXECUTOR`), decoding and resizing run in a
     worker thread, and routing goes through :meth:`Router.aroute_batch` (which may gather
     concurrent callers into a batch)."""
-    _check_on_error(on_error)
+    check_on_error(on_error)
     fmt = output_format(fmt)
     images = list(images)
-    qs = _as_queries(queries, len(images))
+    qs = queries_for(queries, len(images))
     per = per_request_counts(images_per_request, len(images))
     inputs = await aprefetch(images, router.fetch)
     results, decoded = await asyncio.to_thread(_decode_all, router, images, on_error, local_files, inputs)

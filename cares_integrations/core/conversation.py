@@ -21,7 +21,7 @@ from .lru import LRUCache
 from .partial import PartialResults
 from .tokens import get_target
 from .sources import ANY_LOCAL_FILE, LocalFilePolicy
-from .router import ROUTER_TARGET, Router, _as_queries
+from .router import ROUTER_TARGET, Router, queries_for
 
 DEFAULT_CACHE_SIZE = 256
 """Decisions an agent component keeps by default (a few pages times a few questions)."""
@@ -137,7 +137,7 @@ def route_images(
     question) pairs from ``cache``; the misses go through one batched router call.
     ``images_per_request``: as in :func:`~cares_integrations.core.apply.route_and_resize`."""
     images = list(images)
-    qs = _as_queries(queries, len(images))
+    qs = queries_for(queries, len(images))
     per = per_request_counts(images_per_request, len(images))
     results, keys = _lookup(router, images, qs, target, cache, fmt, quality, per)
     todo = results.todo
@@ -162,7 +162,7 @@ async def aroute_images(
 ) -> list[ImageResult]:
     """Async :func:`route_images`: the misses are decoded, routed and resized off the event loop."""
     images = list(images)
-    qs = _as_queries(queries, len(images))
+    qs = queries_for(queries, len(images))
     per = per_request_counts(images_per_request, len(images))
     results, keys = _lookup(router, images, qs, target, cache, fmt, quality, per)
     todo = results.todo

@@ -79,7 +79,8 @@ class Prediction:
             raise ValueError("a Prediction holds exactly one of probabilities or long_side")
 
 
-def _as_queries(queries: str | Sequence[str], n: int) -> list[str]:
+def queries_for(queries: str | Sequence[str], n: int) -> list[str]:
+    """One question per image: a single string repeated ``n`` times, or a checked list of ``n`` strings."""
     if isinstance(queries, str):
         return [queries] * n
     queries = list(queries)
@@ -102,7 +103,7 @@ def normalize_batch(images: Sequence[ImageInput], queries: str | Sequence[str]) 
     if isinstance(images, (str, bytes)) or not isinstance(images, Sequence):
         raise TypeError("a batch takes a sequence of images; use route()/aroute() for a single image")
     images = list(images)
-    return images, _as_queries(queries, len(images))
+    return images, queries_for(queries, len(images))
 
 
 class Router(ABC):

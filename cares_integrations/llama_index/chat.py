@@ -21,7 +21,7 @@ from llama_index.core.base.llms.types import (
 )
 from llama_index.core.instrumentation import get_dispatcher
 
-from ..core.apply import ImageResult, OnError, _check_on_error
+from ..core.apply import ImageResult, OnError, check_on_error
 from ..core.budget import check_image_count
 from ..core.conversation import DecisionCache, aroute_images, route_images
 from ..core.codec import decode_base64
@@ -188,7 +188,7 @@ class _ChatPlan:
 
 def _prepare(messages: Sequence[ChatMessage], router: Router | str | None, query: Optional[str],
              scope: str, on_error: OnError, target: Optional[str]) -> tuple[list[ChatMessage], Router, str, _ChatPlan]:
-    _check_on_error(on_error)
+    check_on_error(on_error)
     msgs = _check_messages(messages)
     query = latest_question(msgs) if query is None else query
     router = router if isinstance(router, Router) else load_router(router)
