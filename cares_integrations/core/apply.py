@@ -101,7 +101,9 @@ def check_on_error(on_error: str) -> None:
         raise ValueError(f"on_error must be 'raise' or 'passthrough', got {on_error!r}")
 
 
-def _failed(img: Any, exc: Exception) -> ImageResult:
+def failed_result(img: Any, exc: Exception) -> ImageResult:
+    """The result of an image passed through unchanged because of ``exc`` (``on_error="passthrough"``):
+    the original as output, the reason in ``error``, the exception kept; logged at warning."""
     logger.warning("image passed through unchanged: %s: %s", type(exc).__name__, exc)
     return ImageResult(original=img, output=img, error=f"{type(exc).__name__}: {exc}", exception=exc)
 
@@ -131,7 +133,7 @@ def _decode_all(
         except ImageDecodeError as exc:
             if on_error == "raise":
                 raise
-            results.settle(i, _failed(img, exc))
+            results.settle(i, failed_result(img, exc))
     return results, decoded
 
 
@@ -188,13 +190,13 @@ def _resize_one(image: Any, d: DecodedImage, decision: Any, fmt: str | None, qua
     """Resize one decoded image to its decision's size, in the caller's own form, within the
     provider's limits for a request of ``images_per_request`` images."""
     if isinstance(decision, Exception):
-        return _failed(image, decision)
+        return failed_result(image, decision)
     try:
         out, data = resize_and_encode(d, decision.send_size, fmt=fmt, quality=quality)
     except Exception as exc:  # noqa: BLE001 - an encoder failure fails this image alone
         if on_error == "raise":
             raise ImageDecodeError(f"could not resize or encode the image: {type(exc).__name__}: {exc}") from exc
-        return _failed(image, exc)
+        return failed_result(image, exc)
     out, data, decision = guard(d, decision, out, data, fmt=fmt, quality=quality,
                                 images_per_request=images_per_request)  # never bigger; limits
     mime = None if data is None else mime_for_format(d.output_format(fmt) if out is not d.original else d.format)

@@ -19,7 +19,7 @@ from typing import Any, Optional, Sequence
 
 from llama_index.core.schema import BaseNode, ImageNode, Node
 
-from ..core.apply import ImageResult, OnError, aroute_and_resize, route_and_resize
+from ..core.apply import ImageResult, OnError, aroute_and_resize, failed_result, route_and_resize
 from ..core.codec import make_data_url
 from ..core.errors import ImageDecodeError
 from ..core.partial import PartialResults
@@ -152,7 +152,7 @@ def plan(nodes: Sequence[BaseNode], on_error: OnError) -> NodePlan:
         except ImageDecodeError as exc:
             if on_error == "raise":
                 raise
-            early[len(positions)] = ImageResult(original=None, output=None, error=f"{type(exc).__name__}: {exc}")
+            early[len(positions)] = failed_result(None, exc)
             src = ImageSource("none", None)
         if src is not None:
             positions.append(pos)

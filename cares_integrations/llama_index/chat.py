@@ -21,7 +21,7 @@ from llama_index.core.base.llms.types import (
 )
 from llama_index.core.instrumentation import get_dispatcher
 
-from ..core.apply import ImageResult, OnError, check_on_error
+from ..core.apply import ImageResult, OnError, check_on_error, failed_result
 from ..core.budget import check_image_count
 from ..core.conversation import DecisionCache, aroute_images, route_images
 from ..core.codec import decode_base64
@@ -163,7 +163,7 @@ class _ChatPlan:
                 if on_error == "raise":
                     raise
                 self.sources.append(None)
-                self.results.settle(i, ImageResult(original=block, output=block, error=f"{type(exc).__name__}: {exc}"))
+                self.results.settle(i, failed_result(block, exc))
 
     def finish(self, messages: list[ChatMessage], results: list[ImageResult], query: str,
                target: Optional[str]) -> list[ChatMessage]:

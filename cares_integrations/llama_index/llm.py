@@ -28,7 +28,7 @@ from llama_index.core.base.llms.types import ImageBlock
 from llama_index.core.instrumentation import get_dispatcher
 from llama_index.core.schema import BaseNode
 
-from ..core.apply import ImageResult
+from ..core.apply import ImageResult, failed_result
 from ..core.budget import check_image_count
 from ..core.conversation import DEFAULT_CACHE_SIZE, DecisionCache, aroute_images, route_images
 from ..core.errors import ImageDecodeError
@@ -69,7 +69,7 @@ class _Documents:
                 if on_error == "raise":
                     raise
                 field, source = "none", None
-                early[i] = ImageResult(original=doc, output=doc, error=f"{type(exc).__name__}: {exc}")
+                early[i] = failed_result(doc, exc)
             self.fields.append(field)
             self.sources.append(source)
         self.results: PartialResults[ImageResult] = PartialResults(len(self.documents), early)
