@@ -162,14 +162,20 @@ async def test_killed_replica_is_replaced_and_clients_retry(service):
     done: list = []
     replaced = asyncio.Event()
 
+    spans: list = []  # (start, end) of every answered call
+    moments: dict = {}
+
     async def client(i: int) -> None:
         for _ in range(300):  # until the replica is replaced and answering (bounded)
+            start = time.monotonic()
             done.append(await remote.aroute(page, f"q{i}"))
+            spans.append((start, time.monotonic()))
             if replaced.is_set():
                 return
 
     async def killer() -> int:
         await asyncio.sleep(0.5)
+        moments["killed"] = time.monotonic()
         os.kill(old_pid, signal.SIGKILL)
         for _ in range(240):
             await asyncio.sleep(0.5)
@@ -178,6 +184,7 @@ async def test_killed_replica_is_replaced_and_clients_retry(service):
             except OSError:
                 continue
             if pid != old_pid:
+                moments["replaced"] = time.monotonic()
                 replaced.set()
                 return pid
         replaced.set()
@@ -191,7 +198,10 @@ async def test_killed_replica_is_replaced_and_clients_retry(service):
         remote.close()
     assert new_pid != old_pid  # a new replica took over
     assert len({d.send_size for d in done}) == 1 and len(done) >= 6  # every call answered, same decision
-    assert remote.retried >= 1  # requests in flight on the killed replica were retried, not lost
+    # calls in flight while the replica was down were answered, not lost: either the client
+    # retried them (``remote.retried``) or Ray's proxy held them for the new replica; which one
+    # depends on timing, so the test asserts the outcome
+    assert any(start <= moments["replaced"] and end >= moments["killed"] for start, end in spans)
 
 
 def test_fallback_router_is_recorded_when_the_service_is_down():

@@ -9,7 +9,8 @@ from PIL import Image, ImageOps
 
 from cares_integrations.routers.registry import default_router, load_router
 from cares_integrations.core.policy import ResolutionPolicy
-from cares_integrations.routers.textscale import DEFAULT_KIND_RULES, DEFAULT_TEXT_CAP, KindRule, TextScaleRouter, measure_text, question_kind
+from cares_integrations.routers.textscale import (DEFAULT_KIND_RULES, DEFAULT_LADDER, DEFAULT_TEXT_CAP, KindRule, TextMeasure,
+                                                  TextScaleRouter, measure_text, question_kind)
 from cares_integrations.training.synthetic import generate_page
 
 Q = "What is the revenue for item 10?"
@@ -167,7 +168,9 @@ async def test_async_route_matches(router, page_image):
     ("What is the caption of Figure 3?", "fine"),
     ("In the small print, what comes right after \"see\"?", "fine"),
     ("What is the total?", "number"),
-    ("What page number is printed on this page?", "number"),
+    ("What page number is printed on this page?", "page"),
+    ("On which page does the index start?", "page"),
+    ("What is the number on \"page 3\"?", "number"),  # quoted: page text
     ("How many users are listed?", "number"),
     ("Which words come right after \"the total number\" in the text?", "body"),  # quoted: page text
     ("Who signed?", "body"),
@@ -183,7 +186,7 @@ def test_shipped_rules_size_each_kind_within_its_floor_and_cap(small_text_page):
     # 12 px text on a 2200 px page: a body question asks more than the cap (the corpus refit, docs/quality.md)
     assert router.route(small_text_page, Q).long_side == DEFAULT_TEXT_CAP
     for question, kind in (("What is the title of this page?", "title"), ("What is the total?", "number"),
-                           ("What does footnote 1 say?", "fine")):
+                           ("What does footnote 1 say?", "fine"), ("What page number is printed here?", "page")):
         rule = DEFAULT_KIND_RULES[kind]
         assert rule.floor <= router.route(small_text_page, question).long_side <= rule.cap
     assert TextScaleRouter(question_hints=False).route(small_text_page, "What is the total?").long_side == DEFAULT_TEXT_CAP
@@ -200,3 +203,33 @@ def test_bad_rules_are_named():
         KindRule(3.0, "largest")
     with pytest.raises(ValueError, match="floor"):
         KindRule(3.0, floor=900, cap=800)
+
+
+def test_the_router_sends_only_ladder_sizes(small_text_page, large_text_page):
+    # min_text_px 4.0 is the shipped body rule's; the test pins it so the arithmetic below holds
+    # every long side is a ladder size (or the page as is), rounded up from the rule's request
+    router = TextScaleRouter()
+    for page in (small_text_page, large_text_page):
+        for question in ("What is the title of this page?", "What is the total?", "What does footnote 1 say?",
+                         "What page number is printed on this page?", Q):
+            side = router.route(page, question).long_side
+            assert side in DEFAULT_LADDER or side == max(page.size)
+    m = TextMeasure("text", small_px=11.0, min_px=9.0, median_px=16.0, fragments=50)
+    asked = TextScaleRouter(ladder=None, text_cap=None).long_side_for(m, (1700, 2200), Q)
+    assert TextScaleRouter().min_text_px == 4.0
+    assert asked == pytest.approx(2200 * 4.0 / 11.0)  # 800: between two ladder sizes
+    assert TextScaleRouter(text_cap=None).long_side_for(m, (1700, 2200), Q) == 896
+    assert TextScaleRouter(ladder=(500, 1000), text_cap=None).long_side_for(m, (1700, 2200), Q) == 1000
+
+
+def test_a_request_above_the_ladder_sends_the_page_as_is():
+    m = TextMeasure("text", small_px=2.0, min_px=2.0, median_px=4.0, fragments=50)
+    router = TextScaleRouter(text_cap=None, ladder=(384, 768))
+    assert router.long_side_for(m, (1700, 2200), Q) == 2200
+    assert router.long_side_for(m, (500, 700), Q) == 700  # never above the page
+
+
+@pytest.mark.parametrize("bad", [(), (768, 384), (0, 384), (384, 384)])
+def test_a_bad_ladder_is_named(bad):
+    with pytest.raises(ValueError, match="ladder"):
+        TextScaleRouter(ladder=bad)

@@ -9,9 +9,11 @@ in integer arithmetic (no float error at a tie). Standard library only.
 
 from __future__ import annotations
 
+import bisect
 import operator
+from typing import Sequence
 
-__all__ = ["fit_long_side", "round_ratio"]
+__all__ = ["fit_long_side", "round_ratio", "snap_long_side"]
 
 
 def _positive_int(label: str, value: object) -> int:
@@ -47,3 +49,14 @@ def fit_long_side(width: int, height: int, long_side: int) -> tuple[int, int]:
     if width >= height:
         return long_side, max(1, round_ratio(height * long_side, long_))
     return max(1, round_ratio(width * long_side, long_)), long_side
+
+
+def snap_long_side(requested: float, grid: Sequence[int], native_long: int) -> int:
+    """The long side actually sent for a request on a size ladder: the smallest ``grid`` size
+    >= ``requested``; the page's own long side when no grid size is that large or the chosen size
+    is not below the page. ``grid`` is sorted ascending. Used by every router that sends only
+    ladder sizes (the calibrated router, the text-scale default)."""
+    j = bisect.bisect_left(list(grid), requested - 1e-9)
+    if j >= len(grid) or grid[j] >= native_long:
+        return int(native_long)
+    return int(grid[j])

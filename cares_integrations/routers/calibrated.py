@@ -17,17 +17,18 @@ grid and the report. :func:`cares_integrations.load_router` loads such a folder.
 
 from __future__ import annotations
 
-import bisect
 import json
 import os
 from pathlib import Path
 from typing import Any, Sequence
 
 from ..core.errors import CheckpointError
+from ..core.geometry import snap_long_side
 from ..core.payload import DecodedImage
 from ..core.router import Prediction, Router
 
-__all__ = ["CALIBRATION_NAME", "CalibratedRouter", "base_long_side", "is_calibration_dir", "load_calibrated"]
+__all__ = ["CALIBRATION_NAME", "CalibratedRouter", "base_long_side", "is_calibration_dir", "load_calibrated",
+           "snap_long_side"]
 
 CALIBRATION_NAME = "calibration.json"
 FORMAT = "cares-calibrated"
@@ -43,15 +44,6 @@ def base_long_side(router: Router, decoded: DecodedImage, prediction: Prediction
     else:
         raw = float(prediction.long_side)  # type: ignore[arg-type]
     return float(router.policy.clamp(raw, image_long))
-
-
-def snap_long_side(requested: float, grid: Sequence[int], native_long: int) -> int:
-    """The long side actually sent: the smallest grid size >= ``requested``; the page's own long
-    side when no grid size is that large or the chosen size is not below the page."""
-    j = bisect.bisect_left(list(grid), requested - 1e-9)
-    if j >= len(grid) or grid[j] >= native_long:
-        return int(native_long)
-    return int(grid[j])
 
 
 class CalibratedRouter(Router):

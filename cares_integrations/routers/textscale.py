@@ -13,11 +13,12 @@ text keeps a legible x-height:
    measure each one's *core band*, the rows holding at least half the fragment's peak ink, an
    estimate of the x-height (cap height for digits and capitals);
 4. take a low, width-weighted quantile of the core heights (the small text that still makes up a
-   real part of the page) and scale the page so that height becomes ``min_text_px``.
+   real part of the page) and scale the page so that height becomes ``min_text_px``;
+5. round the long side up to the router's ``ladder`` (the sizes the corpus labels were scored at).
 
 With ``question_hints`` on, the question picks the rule (:func:`question_kind`): a question about
-a title or heading, fine print (footnotes, captions, small print) or a number is sized by that
-kind's :class:`KindRule` (which measured text height to scale, to how many pixels, between
+a title or heading, fine print (footnotes, captions, small print), a page number or another
+number is sized by that kind's :class:`KindRule` (which measured text height to scale, to how many pixels, between
 which floor and cap); any other question by ``min_text_px``, ``floor`` and ``text_cap``.
 
 Every constant, and the measurement behind it, is documented in ``docs/default-router.md``.
@@ -35,27 +36,33 @@ import numpy as np
 from PIL import Image
 
 from ..core.composite import flatten
+from ..core.geometry import snap_long_side
 from ..core.payload import DecodedImage
 from ..core.router import Prediction, Router
 from ..core.view import ViewSpec
 
-__all__ = ["DEFAULT_KIND_RULES", "KindRule", "TextScaleRouter", "TextMeasure", "measure_text", "measure_view",
+__all__ = ["DEFAULT_KIND_RULES", "DEFAULT_LADDER", "KindRule", "TextScaleRouter", "TextMeasure", "measure_text", "measure_view",
            "question_kind"]
 
-DEFAULT_MIN_TEXT_PX = 4.75
+DEFAULT_MIN_TEXT_PX = 4.0
 DEFAULT_WORKING_SIZE = 2400
 DEFAULT_QUANTILE = 0.02
 DEFAULT_FLOOR = 384
 DEFAULT_PHOTO_LONG_SIDE = 1024
 DEFAULT_BLANK_LONG_SIDE = 384
 DEFAULT_TEXT_CAP = 768
+DEFAULT_LADDER = (384, 512, 640, 768, 896, 1024, 1280, 1536)
+"""The long sides the router sends: a request is rounded up to the next one (the page as is above
+the top), so every size it sends is one the corpus labels were scored at and its benchmark
+figures are exact, not lower bounds (docs/quality.md)."""
 _FINE_PRINT = re.compile(r"\b(foot\s?notes?|fine\s+print|small\s+print|disclaimers?|legal\s+notice|captions?"
                          r"|legends?|small\s+text|tiny\s+text)\b", re.I)
 _TITLE = re.compile(r"\b(title|heading|headline|subtitle|header)\b", re.I)
+_PAGE_NUMBER = re.compile(r"\b(page\s+(numbers?|no\.?|#)|what\s+page|which\s+page)\b", re.I)
 _NUMBER = re.compile(r"\b(numbers?|numerals?|digits?|total|sum|amount|how\s+(many|much)|price|cost|dates?|year"
                      r"|percent(age)?|count|phone)\b", re.I)
 _QUOTED = re.compile(r"\"[^\"]*\"|“[^”]*”|(?<!\w)'[^']*'(?!\w)")
-QUESTION_KINDS = ("title", "fine", "number", "body")
+QUESTION_KINDS = ("title", "fine", "page", "number", "body")
 _MEASURES = ("small", "median", "min")
 """The kinds :func:`question_kind` tells apart."""
 
@@ -63,7 +70,7 @@ _MEASURES = ("small", "median", "min")
 def question_kind(query: str) -> str:
     """Which text a question asks about, from its words outside quotes: ``"fine"`` (footnotes,
     captions, legends, small or fine print, disclaimers), else ``"title"`` (a title, heading or
-    header), else ``"number"`` (a number, total, amount, count, date, price), else ``"body"``
+    header), else ``"page"`` (a page number: "page number", "what page"), else ``"number"`` (a number, total, amount, count, date, price), else ``"body"``
     (also for an empty question). Quoted text is what the question quotes from the page, not
     what it asks for, so it is left out."""
     words = _QUOTED.sub(" ", query)
@@ -71,6 +78,8 @@ def question_kind(query: str) -> str:
         return "fine"
     if _TITLE.search(words):
         return "title"
+    if _PAGE_NUMBER.search(words):
+        return "page"
     if _NUMBER.search(words):
         return "number"
     return "body"
@@ -107,13 +116,14 @@ class KindRule:
 
 
 DEFAULT_KIND_RULES: dict[str, KindRule] = {
-    "title": KindRule(2.75, "min", floor=512, cap=896),
-    "fine": KindRule(3.75, "small", floor=896, cap=1280),
-    "number": KindRule(5.5, "min", floor=896, cap=1280),
+    "title": KindRule(3.0, "min", floor=384, cap=768),
+    "fine": KindRule(4.0, "small", floor=640, cap=1280),
+    "page": KindRule(6.75, "median", floor=896, cap=1280),
+    "number": KindRule(4.5, "min", floor=896, cap=1280),
 }
-"""The shipped per-kind rules, refit on the corpus's train and validation documents
-(``benchmarks/refit_text_scale.py``, docs/quality.md); a body question (any other kind) uses
-``min_text_px``, ``floor`` and ``text_cap``."""
+"""The shipped per-kind rules, refit on the corpus's train and validation documents with the
+router's ladder (``benchmarks/refit_text_scale.py``, docs/quality.md); a body question (any other
+kind) uses ``min_text_px``, ``floor`` and ``text_cap``."""
 
 
 @dataclass(frozen=True)
@@ -266,10 +276,13 @@ class TextScaleRouter(Router):
     - ``blank_long_side``: long side for pages without text.
     - ``text_cap``: a body question never asks for more than this long side on a text page
       (None: no cap; a cap below ``floor`` is raised to it).
+    - ``ladder``: the long sides the router sends, ascending: a request is rounded up to the next
+      one, the page as is above the top (None: send the request itself). Default
+      :data:`DEFAULT_LADDER`.
     - ``question_hints``: size titles, fine print and numbers by their own rules (below); off,
       every question is sized like a body question (``min_text_px``, ``floor``, ``text_cap``).
     - ``kind_rules``: ``{kind: KindRule}`` for the kinds of :func:`question_kind` (``"title"``,
-      ``"fine"``, ``"number"``); a kind without a rule is sized like a body question. Default
+      ``"fine"``, ``"page"``, ``"number"``); a kind without a rule is sized like a body question. Default
       :data:`DEFAULT_KIND_RULES`.
 
     Plus the options every :class:`~cares_integrations.router.Router` takes (``policy``,
@@ -282,7 +295,8 @@ class TextScaleRouter(Router):
                  working_size: int = DEFAULT_WORKING_SIZE, floor: int = DEFAULT_FLOOR,
                  photo_long_side: int = DEFAULT_PHOTO_LONG_SIDE, blank_long_side: int = DEFAULT_BLANK_LONG_SIDE,
                  question_hints: bool = True, text_cap: int | None = DEFAULT_TEXT_CAP,
-                 kind_rules: "dict[str, KindRule] | None" = None, **options: Any) -> None:
+                 kind_rules: "dict[str, KindRule] | None" = None,
+                 ladder: "tuple[int, ...] | None" = DEFAULT_LADDER, **options: Any) -> None:
         super().__init__(**options)
         if not min_text_px > 0:
             raise ValueError(f"min_text_px must be positive, got {min_text_px}")
@@ -308,6 +322,11 @@ class TextScaleRouter(Router):
         if text_cap is not None and int(text_cap) <= 0:
             raise ValueError(f"text_cap must be a positive pixel size or None, got {text_cap}")
         self.text_cap = None if text_cap is None else int(text_cap)
+        if ladder is not None:
+            ladder = tuple(int(v) for v in ladder)
+            if not ladder or ladder[0] <= 0 or list(ladder) != sorted(set(ladder)):
+                raise ValueError(f"ladder must be ascending positive pixel sizes or None, got {ladder}")
+        self.ladder = ladder
 
     @property
     def view_spec(self) -> ViewSpec:
@@ -335,10 +354,17 @@ class TextScaleRouter(Router):
         if measure.kind == "tiny":
             return float(long_side)
         if measure.kind == "blank":
-            return float(min(self.blank_long_side, long_side))
+            return self.on_ladder(min(self.blank_long_side, long_side), long_side)
         if measure.kind == "photo":
-            return float(min(self.photo_long_side, long_side))
-        return self.rule_for(query).long_side(measure, long_side)
+            return self.on_ladder(min(self.photo_long_side, long_side), long_side)
+        return self.on_ladder(self.rule_for(query).long_side(measure, long_side), long_side)
+
+    def on_ladder(self, requested: float, long_side: int) -> float:
+        """``requested`` rounded up to the ladder (the page's ``long_side`` above its top); the
+        request itself without a ladder."""
+        if self.ladder is None:
+            return float(requested)
+        return float(snap_long_side(requested, self.ladder, long_side))
 
     def rule_for(self, query: str) -> KindRule:
         """The rule a question is sized by on a text page (see ``kind_rules``)."""
