@@ -19,6 +19,7 @@ from PIL import Image
 from cares_integrations import CalibratedRouter, FixedRouter, load_router
 from cares_integrations.cli import main as cares_main
 from cares_integrations.training.calibrate import (
+    DEFAULT_SCALES,
     CalibrationTable,
     calibrate,
     hb_pvalues,
@@ -75,6 +76,21 @@ def _true_retention(pop: CalibrationTable, scale: float | None, floor: int | Non
     return float(sent.mean() / pop.scores[:, -1].mean())
 
 
+def _cheapest_on_sample(sample: CalibrationTable, target: float) -> tuple[float, int]:
+    """The cheapest (scale, floor) of a rich family (every floor beside every scale) whose retention
+    on the sample reaches ``target``: what picking on the sample without a test would choose."""
+    rows = np.arange(sample.n)
+    native = sample.scores[:, -1].mean()
+    best = (float("inf"), 4.0, 0)
+    for floor in [0, *sample.grid]:
+        for scale in DEFAULT_SCALES:
+            idx = sample.sent_index(scale, floor)
+            cost = float(sample.costs[rows, idx].sum())
+            if sample.scores[rows, idx].mean() / native >= target and cost < best[0]:
+                best = (cost, scale, floor)
+    return best[1], best[2]
+
+
 def _binomial_tail(k: int, n: int, p: float) -> float:
     """P(Binomial(n, p) <= k)."""
     return sum(math.comb(n, i) * p ** i * (1 - p) ** (n - i) for i in range(k + 1))
@@ -105,8 +121,8 @@ def test_guarantee_holds_in_simulation(population, method, target, confidence, n
         covered += true >= target
         kept.append(true)
         savings.append(found["sample_savings"])
-        naive = found["best_on_sample"]  # the cheapest point that reaches the target on the sample
-        naive_covered += _true_retention(pop, naive["scale"], naive["floor"]) >= target
+        naive = _cheapest_on_sample(sample, target)  # picked on the sample, without a test
+        naive_covered += _true_retention(pop, *naive) >= target
     # the guarantee: coverage >= confidence. If the method's true coverage were exactly `confidence`,
     # seeing `covered` or fewer would happen with this probability; below 1% the guarantee is broken.
     assert _binomial_tail(covered, draws, confidence) >= 0.01, (covered, draws)
@@ -347,9 +363,10 @@ def test_every_router_kind_calibrates_and_loads(source, real_pages, tiny_gate, t
     src = str(tiny_gate) if source == "gate" else source
     labels = REAL_PAGES / "labels-ppocr.jsonl.gz"
     records = load_labels(labels)
-    fitted, report = calibrate(labels, src, retention=0.6, confidence=0.5, dataset_dir=real_pages,
+    fitted, report = calibrate(labels, src, retention=0.7, confidence=0.5, dataset_dir=real_pages,
                                out_dir=tmp_path / "cal")
-    assert report.scale is not None and report.scale > 0 and report.sample_retention >= 0.6
+    # a scale of the base router's request (at 0.6 the fixed 512 px is cheaper and certified)
+    assert report.scale is not None and report.scale > 0 and report.sample_retention >= 0.7
     loaded = load_router(tmp_path / "cal")
     assert isinstance(loaded, CalibratedRouter) and loaded.base.name == fitted.base.name
     assert (loaded.scale, loaded.floor, loaded.grid) == (fitted.scale, fitted.floor, fitted.grid)

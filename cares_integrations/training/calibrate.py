@@ -24,13 +24,14 @@ valid p-value for it comes from
 - ``method="hb"``: the Hoeffding-Bentkus p-value (Bates et al., "Distribution-free, risk-controlling
   prediction sets", arXiv 2101.02703), the variance-blind bound of the LTT paper.
 
-The family of operating points is a set of chains, one per floor (0 and every grid size); each
-chain runs from a large scale (near native, surely valid) down to scale 0 (the fixed size
-``floor``). Risk falls monotonically along a chain, so each chain is tested by **fixed-sequence
-testing** at level ``delta / m`` (``m`` chains, ``delta = 1 - confidence``, Bonferroni across
-chains): every point before the first non-rejection is certified. With probability at least
-``1 - delta`` every certified point is valid, so the cheapest certified point on the sample
-(for ``cost_target``) is too. Sending the page as is is always valid and is the fallback.
+The family of operating points is two chains: the base router's request scaled (floor 0), from
+a large scale (near native, surely valid) down to a small one; and the fixed sizes (scale 0),
+from the largest grid size down to the smallest. Risk grows along a chain (the sizes sent only
+shrink), so each chain is tested by **fixed-sequence testing** at level ``delta / 2`` (``delta =
+1 - confidence``, Bonferroni across the two chains): every point before the first non-rejection
+is certified. With probability at least ``1 - delta`` every certified point is valid, so the
+cheapest certified point on the sample (for ``cost_target``) is too. Sending the page as is is
+always valid and is the fallback.
 
 Assumptions, stated plainly: the sample is exchangeable with the new pages (a random sample of
 the same collection); the guarantee is on the mean over new (page, question) pairs, not on every
@@ -230,12 +231,11 @@ def calibration_table(records: Sequence[LabelRecord], sizes: Sequence[tuple[int,
 
 
 def operating_points(grid: Sequence[int], scales: Sequence[float] = DEFAULT_SCALES) -> list[list[tuple[float, int]]]:
-    """The chains of operating points: one per floor (0 and each grid size), scales from large
-    (conservative) to 0 (the fixed size ``floor``; skipped for floor 0)."""
-    chains = []
-    for floor in [0, *grid]:
-        chains.append([(float(s), int(floor)) for s in scales if s > 0 or floor > 0])
-    return chains
+    """The two chains of operating points: the base router's request scaled, from large
+    (conservative) to small scales (floor 0); and the fixed sizes (scale 0), from the largest grid
+    size to the smallest."""
+    return [[(float(s), 0) for s in scales if s > 0],
+            [(0.0, int(f)) for f in sorted(grid, reverse=True)]]
 
 
 def _losses(table: CalibrationTable, points: list[tuple[float, int]], retention: float):
@@ -363,13 +363,13 @@ class CalibrationReport:
 
     def summary(self) -> str:
         """A few plain lines: the guarantee, the operating point, the sample's numbers."""
-        point = ("the page as is (no operating point certified)" if self.scale is None else
-                 f"fixed {self.floor} px" if self.scale == 0 else
-                 f"max({self.floor} px, {self.scale:g} x {self.base})")
+        point = (f"none certified, so pages are sent as they are (sizes tested: {self.grid})" if self.scale is None
+                 else f"fixed {self.floor} px" if self.scale == 0 else
+                 f"max({self.floor} px, {self.scale:g} x {self.base}), rounded up to {self.grid}")
         lines = [
             f"guarantee: with probability >= {self.confidence:g}, retention >= {self.retention:g} on new pages "
             f"of this collection for {self.reader} (Learn then Test, {self.method}, {self.n} samples)",
-            f"operating point: {point}, rounded up to {self.grid}",
+            f"operating point: {point}",
             f"on the sample: retention {self.sample_retention:.3f}, {self.unit} saved {self.sample_savings:.1%} "
             f"({self.certified} of {self.points} operating points certified)",
         ]
