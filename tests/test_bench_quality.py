@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -68,3 +69,34 @@ def test_halves_calibration_on_synthetic_corpus(monkeypatch, capsys):
     assert calibrate_halves.main(["--retention", "0.95", "--confidence", "0.8"]) == 0
     out = capsys.readouterr().out
     assert out.count("PASS") == 2, out
+
+
+def test_the_cached_default_long_sides_are_what_the_shipped_router_sends():
+    """The benchmark's cached long sides of the default router (every corpus question) are what
+    the shipped ``TextScaleRouter`` computes from each page's cached measure: a change of the
+    router's defaults without refreshing the cache (``bench_quality.py --pages DIR --refresh
+    default``) would leave the published figures stale, and this fails."""
+    import refit_text_scale
+
+    records = _quality.load_reader_labels()["ppocr"]
+    measures = refit_text_scale.page_measures({r.image for r in records}, None)
+    cached = _quality.cached_sides(_quality.load_router_sides(), "default", records)
+    assert np.array_equal(cached, refit_text_scale.sides_for(records, measures))
+
+
+def test_the_refit_reproduces_the_shipped_rules(tmp_path):
+    """``refit_text_scale.py`` on the checked-in labels and measures chooses exactly the shipped
+    text-scale defaults (docs/quality.md says they are its output)."""
+    import refit_text_scale
+
+    from cares_integrations.routers.textscale import (DEFAULT_FLOOR, DEFAULT_KIND_RULES, DEFAULT_MIN_TEXT_PX,
+                                                      DEFAULT_TEXT_CAP, KindRule)
+
+    out = tmp_path / "refit.json"
+    assert refit_text_scale.main(["--json", str(out)]) == 0
+    chosen = json.loads(out.read_text())
+    assert (chosen["min_text_px"], chosen["floor"], chosen["text_cap"]) == (DEFAULT_MIN_TEXT_PX, DEFAULT_FLOOR,
+                                                                             DEFAULT_TEXT_CAP)
+    assert {k: KindRule(**v) for k, v in chosen["kind_rules"].items()} == DEFAULT_KIND_RULES
+    kept, saved = chosen["cross_validated"]["ppocr"]
+    assert kept >= 0.97 and saved > 0.8
