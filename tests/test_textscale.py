@@ -9,8 +9,8 @@ from PIL import Image, ImageOps
 
 from cares_integrations.routers.registry import default_router, load_router
 from cares_integrations.core.policy import ResolutionPolicy
-from cares_integrations.routers.textscale import (DEFAULT_KIND_RULES, DEFAULT_LADDER, DEFAULT_TEXT_CAP, KindRule, TextMeasure,
-                                                  TextScaleRouter, measure_text, question_kind)
+from cares_integrations.routers.textscale import (DEFAULT_KIND_RULES, DEFAULT_LADDER, DEFAULT_TEXT_CAP, KindRule,
+                                                  TextMeasure, TextScaleRouter, measure_text, question_kind)
 from cares_integrations.training.synthetic import generate_page
 
 Q = "What is the revenue for item 10?"

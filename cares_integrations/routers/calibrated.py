@@ -27,8 +27,7 @@ from ..core.geometry import snap_long_side
 from ..core.payload import DecodedImage
 from ..core.router import Prediction, Router
 
-__all__ = ["CALIBRATION_NAME", "CalibratedRouter", "base_long_side", "is_calibration_dir", "load_calibrated",
-           "snap_long_side"]
+__all__ = ["CALIBRATION_NAME", "CalibratedRouter", "base_long_side", "is_calibration_dir", "load_calibrated"]
 
 CALIBRATION_NAME = "calibration.json"
 FORMAT = "cares-calibrated"

@@ -18,8 +18,9 @@ text keeps a legible x-height:
 
 With ``question_hints`` on, the question picks the rule (:func:`question_kind`): a question about
 a title or heading, fine print (footnotes, captions, small print), a page number or another
-number is sized by that kind's :class:`KindRule` (which measured text height to scale, to how many pixels, between
-which floor and cap); any other question by ``min_text_px``, ``floor`` and ``text_cap``.
+number is sized by that kind's :class:`KindRule` (which measured text height to scale, to how
+many pixels, between which floor and cap); any other question by ``min_text_px``, ``floor`` and
+``text_cap``.
 
 Every constant, and the measurement behind it, is documented in ``docs/default-router.md``.
 The router returns ``Prediction(long_side=...)`` (direct mode).
@@ -41,8 +42,8 @@ from ..core.payload import DecodedImage
 from ..core.router import Prediction, Router
 from ..core.view import ViewSpec
 
-__all__ = ["DEFAULT_KIND_RULES", "DEFAULT_LADDER", "KindRule", "TextScaleRouter", "TextMeasure", "measure_text", "measure_view",
-           "question_kind"]
+__all__ = ["DEFAULT_KIND_RULES", "DEFAULT_LADDER", "KindRule", "TextScaleRouter", "TextMeasure", "measure_text",
+           "measure_view", "question_kind"]
 
 DEFAULT_MIN_TEXT_PX = 4.0
 DEFAULT_WORKING_SIZE = 2400
@@ -70,9 +71,10 @@ _MEASURES = ("small", "median", "min")
 def question_kind(query: str) -> str:
     """Which text a question asks about, from its words outside quotes: ``"fine"`` (footnotes,
     captions, legends, small or fine print, disclaimers), else ``"title"`` (a title, heading or
-    header), else ``"page"`` (a page number: "page number", "what page"), else ``"number"`` (a number, total, amount, count, date, price), else ``"body"``
-    (also for an empty question). Quoted text is what the question quotes from the page, not
-    what it asks for, so it is left out."""
+    header), else ``"page"`` (a page number: "page number", "what page"), else ``"number"`` (a
+    number, total, amount, count, date, price), else ``"body"`` (also for an empty question).
+    Quoted text is what the question quotes from the page, not what it asks for, so it is left
+    out."""
     words = _QUOTED.sub(" ", query)
     if _FINE_PRINT.search(words):
         return "fine"
@@ -279,11 +281,11 @@ class TextScaleRouter(Router):
     - ``ladder``: the long sides the router sends, ascending: a request is rounded up to the next
       one, the page as is above the top (None: send the request itself). Default
       :data:`DEFAULT_LADDER`.
-    - ``question_hints``: size titles, fine print and numbers by their own rules (below); off,
+    - ``question_hints``: size titles, fine print, page numbers and numbers by their own rules (below); off,
       every question is sized like a body question (``min_text_px``, ``floor``, ``text_cap``).
     - ``kind_rules``: ``{kind: KindRule}`` for the kinds of :func:`question_kind` (``"title"``,
-      ``"fine"``, ``"page"``, ``"number"``); a kind without a rule is sized like a body question. Default
-      :data:`DEFAULT_KIND_RULES`.
+      ``"fine"``, ``"page"``, ``"number"``); a kind without a rule is sized like a body question.
+      Default :data:`DEFAULT_KIND_RULES`.
 
     Plus the options every :class:`~cares_integrations.router.Router` takes (``policy``,
     ``target``, ``free_detail``, ``max_pixels``, ``fetch``). Returns a direct long side.

@@ -26,12 +26,13 @@ valid p-value for it comes from
 
 The family of operating points is two chains: the base router's request scaled (floor 0), from
 a large scale (near native, surely valid) down to a small one; and the fixed sizes (scale 0),
-from the largest grid size down to the smallest. Risk grows along a chain (the sizes sent only
-shrink), so each chain is tested by **fixed-sequence testing** at level ``delta / 2`` (``delta =
-1 - confidence``, Bonferroni across the two chains): every point before the first non-rejection
-is certified. With probability at least ``1 - delta`` every certified point is valid, so the
-cheapest certified point on the sample (for ``cost_target``) is too. Sending the page as is is
-always valid and is the fallback.
+from the largest grid size down to the smallest. Along a chain the sizes sent only shrink, so
+risk grows (up to a reader's flukes), and each chain is tested by **fixed-sequence testing** at
+level ``delta / 2`` (``delta = 1 - confidence``, Bonferroni across the two chains): every point
+before the first non-rejection is certified (valid in any order fixed before the labels are
+read; the order only decides how much is certified). With probability at least ``1 - delta``
+every certified point is valid, so the cheapest certified point on the sample (for
+``cost_target``) is too. Sending the page as is is always valid and is the fallback.
 
 Assumptions, stated plainly: the sample is exchangeable with the new pages (a random sample of
 the same collection); the guarantee is on the mean over new (page, question) pairs, not on every
