@@ -146,12 +146,13 @@ class _ChatPlan:
     provider's per-request limits count them all."""
 
     def __init__(self, messages: list[ChatMessage], scope: str, on_error: OnError) -> None:
+        start = _first_in_scope(messages, scope)
         found: dict[int, ImageBlock] = {}
-        for msg in messages[_first_in_scope(messages, scope):]:
+        for msg in messages[start:]:
             _walk(msg.blocks, found)
         self.blocks = list(found.values())
-        every: dict[int, ImageBlock] = {}
-        for msg in messages:
+        every = dict(found)  # and the images before the scope, each message walked once
+        for msg in messages[:start]:
             _walk(msg.blocks, every)
         self.n_request = len(every)
         self.sources: list[Any] = []
