@@ -183,9 +183,11 @@ class CaresImageResizer(CaresOptions, RunnableSerializable[LanguageModelInput, L
             return f"{name}:{detail}"
         return default
 
-    def _finish(self, jobs: list[_Job], results: list[ImageResult]) -> list[tuple[Any, dict[str, Any]] | Exception]:
+    def _finish(self, jobs: list[_Job],
+                results: list[ImageResult]) -> list[tuple[Any, dict[str, Any], dict[str, Any]] | Exception]:
+        """Per input: (output, report, run metadata), or the input's exception."""
         it = iter(results)
-        outputs: list[tuple[Any, dict[str, Any]] | Exception] = []
+        outputs: list[tuple[Any, dict[str, Any], dict[str, Any]] | Exception] = []
         for job in jobs:
             job.results = [next(it) if loc.ref.source is not None else None for loc in job.located]
             failure = job.error or self._failure(job)
@@ -193,7 +195,8 @@ class CaresImageResizer(CaresOptions, RunnableSerializable[LanguageModelInput, L
                 outputs.append(failure)
                 continue
             report = self._report(job)
-            outputs.append((self._output(job, report), report))
+            meta = self._run_metadata(report)  # once: on the last message and on this run
+            outputs.append((self._output(job, meta), report, meta))
         return outputs
 
     def _failure(self, job: _Job) -> Exception | None:
@@ -211,15 +214,14 @@ class CaresImageResizer(CaresOptions, RunnableSerializable[LanguageModelInput, L
                 return error
         return None
 
-    def _output(self, job: _Job, report: dict[str, Any]) -> Any:
+    def _output(self, job: _Job, meta: dict[str, Any]) -> Any:
         value = job.value
         if job.messages is None or not job.located:
             return value
         new = rewrite(job.messages, job.located, job.results)
         last = new[-1]
         if isinstance(last, BaseMessage):  # the chat model's run receives the summary with its input
-            meta = {**last.response_metadata, METADATA_KEY: self._run_metadata(report)[METADATA_KEY]}
-            new[-1] = last.model_copy(update={"response_metadata": meta})
+            new[-1] = last.model_copy(update={"response_metadata": {**last.response_metadata, **meta}})
         elif not any(needs_write(r) for r in job.results):
             return value
         if isinstance(value, ChatPromptValue):
@@ -250,7 +252,7 @@ class CaresImageResizer(CaresOptions, RunnableSerializable[LanguageModelInput, L
         }
 
     # -- routing ------------------------------------------------------------------------------
-    def _route(self, inputs: Sequence[Any]) -> list[tuple[Any, dict[str, Any]] | Exception]:
+    def _route(self, inputs: Sequence[Any]) -> list[tuple[Any, dict[str, Any], dict[str, Any]] | Exception]:
         jobs, sources, queries, targets, counts = self._plan(inputs)
         results = (
             route_images(self._router(), sources, queries, cache=self.cache,
@@ -260,7 +262,7 @@ class CaresImageResizer(CaresOptions, RunnableSerializable[LanguageModelInput, L
         )
         return self._finish(jobs, results)
 
-    async def _aroute(self, inputs: Sequence[Any]) -> list[tuple[Any, dict[str, Any]] | Exception]:
+    async def _aroute(self, inputs: Sequence[Any]) -> list[tuple[Any, dict[str, Any], dict[str, Any]] | Exception]:
         jobs, sources, queries, targets, counts = self._plan(inputs)
         results = (
             await aroute_images(self._router(), sources, queries, cache=self.cache,
@@ -299,41 +301,42 @@ class CaresImageResizer(CaresOptions, RunnableSerializable[LanguageModelInput, L
             }
         }
 
-    def _emit(self, report: dict[str, Any], run_manager: Any, config: RunnableConfig) -> None:
-        add_run_metadata(run_manager, self._run_metadata(report))
-        dispatch_custom_event(EVENT_NAME, report, config=config)
+    def _emit(self, out: tuple[Any, dict[str, Any], dict[str, Any]], run_manager: Any, config: RunnableConfig) -> None:
+        add_run_metadata(run_manager, out[2])
+        dispatch_custom_event(EVENT_NAME, out[1], config=config)
 
-    async def _aemit(self, report: dict[str, Any], run_manager: Any, config: RunnableConfig) -> None:
-        add_run_metadata(run_manager, self._run_metadata(report))
-        await adispatch_custom_event(EVENT_NAME, report, config=config)
+    async def _aemit(self, out: tuple[Any, dict[str, Any], dict[str, Any]], run_manager: Any,
+                     config: RunnableConfig) -> None:
+        add_run_metadata(run_manager, out[2])
+        await adispatch_custom_event(EVENT_NAME, out[1], config=config)
 
     # -- Runnable API -------------------------------------------------------------------------
     def _invoke(self, value: Any, run_manager: Any, config: RunnableConfig) -> Any:
         out = self._route([value])[0]
         if isinstance(out, Exception):
             raise out
-        self._emit(out[1], run_manager, config)
+        self._emit(out, run_manager, config)
         return out[0]
 
     async def _ainvoke(self, value: Any, run_manager: Any, config: RunnableConfig) -> Any:
         out = (await self._aroute([value]))[0]
         if isinstance(out, Exception):
             raise out
-        await self._aemit(out[1], run_manager, config)
+        await self._aemit(out, run_manager, config)
         return out[0]
 
     def _batch(self, values: list[Any], run_manager: list[Any], config: list[RunnableConfig]) -> list[Any]:
         outs = self._route(values)
         for out, manager, cfg in zip(outs, run_manager, config):
             if not isinstance(out, Exception):
-                self._emit(out[1], manager, cfg)
+                self._emit(out, manager, cfg)
         return [out if isinstance(out, Exception) else out[0] for out in outs]
 
     async def _abatch(self, values: list[Any], run_manager: list[Any], config: list[RunnableConfig]) -> list[Any]:
         outs = await self._aroute(values)
         for out, manager, cfg in zip(outs, run_manager, config):
             if not isinstance(out, Exception):
-                await self._aemit(out[1], manager, cfg)
+                await self._aemit(out, manager, cfg)
         return [out if isinstance(out, Exception) else out[0] for out in outs]
 
     def invoke(self, input: LanguageModelInput, config: RunnableConfig | None = None, **kwargs: Any) -> LanguageModelInput:  # noqa: A002
