@@ -128,13 +128,13 @@ class ReaderTable:
         self.score: dict[str, np.ndarray] = {}
         self.cost: dict[str, np.ndarray] = {}
         self.idx: dict[str, np.ndarray] = {}
+        router = TextScaleRouter()  # what the router sends for a rule's request: on its ladder
         for kind in KINDS:
             idx = np.flatnonzero(self.kind == kind)
             sub = Scorer([records[i] for i in idx])
             ms = [measures[records[i].image] for i in idx]
             longs = [int(L) for L in sub.native]
             sc, co = np.zeros((len(grid), len(idx))), np.zeros((len(grid), len(idx)))
-            router = TextScaleRouter()  # what the router sends for a rule's request: on its ladder
             for g, rule in enumerate(grid):
                 s = np.array([router.on_ladder(rule.long_side(m, L), L) for m, L in zip(ms, longs)], dtype=float)
                 sc[g], co[g] = sub.credit(s), sub.costs(s, model)
